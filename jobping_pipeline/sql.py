@@ -1,0 +1,368 @@
+"""All SQL of the pipeline, in one place.
+
+Every table and column name comes from configuration and goes through ``psycopg.sql.Identifier``;
+values always travel as parameters. The only writes to the user's jobs table are
+``ALTER TABLE ... ADD COLUMN <embedding>`` (setup, when missing), the change-capture triggers
+(setup), and ``UPDATE ... SET <embedding>`` (embedding runs): no INSERT, no upsert, no other column.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from psycopg import sql
+
+from jobping_pipeline.settings import QualifiedName
+
+ADVISORY_LOCK_REGISTER = 728_461_001
+CHUNK_KEY_WIDTH = 6
+
+# --- catalog look-ups -------------------------------------------------------------------------
+
+TABLE_EXISTS = sql.SQL(
+    "SELECT c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+    "WHERE n.nspname = %s AND c.relname = %s"
+)
+
+TABLE_COLUMNS = sql.SQL(
+    "SELECT a.attname, format_type(a.atttypid, a.atttypmod), t.typname, a.atttypmod, a.attnotnull "
+    "FROM pg_attribute a "
+    "JOIN pg_class c ON c.oid = a.attrelid "
+    "JOIN pg_namespace n ON n.oid = c.relnamespace "
+    "JOIN pg_type t ON t.oid = a.atttypid "
+    "WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped "
+    "ORDER BY a.attnum"
+)
+
+PRIMARY_KEY_COLUMNS = sql.SQL(
+    "SELECT a.attname FROM pg_index i "
+    "JOIN pg_class c ON c.oid = i.indrelid "
+    "JOIN pg_namespace n ON n.oid = c.relnamespace "
+    "JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = ANY(i.indkey) "
+    "WHERE n.nspname = %s AND c.relname = %s AND i.indisprimary"
+)
+
+VECTOR_EXTENSION_VERSION = sql.SQL("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
+CREATE_VECTOR_EXTENSION = sql.SQL("CREATE EXTENSION IF NOT EXISTS vector")
+SET_REPLICA_ROLE = sql.SQL("SET session_replication_role = replica")
+
+
+def table(name: QualifiedName) -> sql.Identifier:
+    return sql.Identifier(name.schema, name.name)
+
+
+@dataclass(frozen=True)
+class JobsSql:
+    """The statements for one configured jobs table and state schema."""
+
+    jobs_table: QualifiedName
+    id_column: str
+    embedding_column: str
+    text_columns: tuple[str, ...]
+    state_schema: str
+    id_type: str  # as format_type() prints it: bigint, integer, uuid, text ...
+
+    # --- identifiers --------------------------------------------------------------------------
+
+    @property
+    def _jobs(self) -> sql.Identifier:
+        return table(self.jobs_table)
+
+    @property
+    def _id(self) -> sql.Identifier:
+        return sql.Identifier(self.id_column)
+
+    @property
+    def _embedding(self) -> sql.Identifier:
+        return sql.Identifier(self.embedding_column)
+
+    def _state(self, name: str) -> sql.Identifier:
+        return sql.Identifier(self.state_schema, name)
+
+    @property
+    def _id_array(self) -> sql.SQL:
+        # id_type comes from format_type() of the live column, never from user input.
+        return sql.SQL(self.id_type + "[]")
+
+    # --- setup --------------------------------------------------------------------------------
+
+    def add_embedding_column(self, dimensions: int) -> sql.Composed:
+        return sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} vector({})").format(
+            self._jobs, self._embedding, sql.SQL(str(int(dimensions)))
+        )
+
+    def create_state_schema(self) -> list[sql.Composed]:
+        schema = sql.Identifier(self.state_schema)
+        return [
+            sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(schema),
+            sql.SQL(
+                "CREATE TABLE IF NOT EXISTS {chunks} ("
+                " chunk_no integer PRIMARY KEY,"
+                " chunk_key text NOT NULL UNIQUE,"
+                " job_count integer NOT NULL,"
+                " created_at timestamptz NOT NULL DEFAULT now())"
+            ).format(chunks=self._state("chunks")),
+            sql.SQL(
+                "CREATE TABLE IF NOT EXISTS {job_state} ("
+                " job_id {id_type} PRIMARY KEY,"
+                " chunk_no integer REFERENCES {chunks},"
+                " text_version bigint NOT NULL DEFAULT 1,"
+                " embedded_version bigint,"
+                " text_hash bytea,"
+                " model_id text,"
+                " embedded_at timestamptz,"
+                " attempts integer NOT NULL DEFAULT 0,"
+                " last_error text,"
+                " queued_at timestamptz NOT NULL DEFAULT now())"
+            ).format(
+                job_state=self._state("job_state"),
+                id_type=sql.SQL(self.id_type),
+                chunks=self._state("chunks"),
+            ),
+            sql.SQL("CREATE INDEX IF NOT EXISTS job_state_chunk ON {} (chunk_no)").format(
+                self._state("job_state")
+            ),
+            sql.SQL(
+                "CREATE INDEX IF NOT EXISTS job_state_unassigned ON {} (job_id) WHERE chunk_no IS NULL"
+            ).format(self._state("job_state")),
+            sql.SQL(
+                "CREATE INDEX IF NOT EXISTS job_state_dirty ON {} (chunk_no) "
+                "WHERE embedded_version IS DISTINCT FROM text_version"
+            ).format(self._state("job_state")),
+        ]
+
+    def install_change_capture(self) -> list[sql.Composed]:
+        """Statement-level triggers with transition tables: one statement per INSERT/UPDATE/DELETE
+        on jobs, however many rows it touches, so bulk loads stay fast. Only a change of a text
+        column marks a job dirty; writes of the embedding, ``updated_at`` bumps and any other column
+        change nothing."""
+        job_state = self._state("job_state")
+        changed = sql.SQL(" OR ").join(
+            sql.SQL("o.{c} IS DISTINCT FROM n.{c}").format(c=sql.Identifier(column))
+            for column in self.text_columns
+        )
+        function = self._state("capture_job_changes")
+        body = sql.SQL(
+            "CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql "
+            "SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $body$\n"
+            "BEGIN\n"
+            "  IF TG_OP = 'INSERT' THEN\n"
+            "    INSERT INTO {job_state} AS s (job_id) SELECT n.{id} FROM new_rows n\n"
+            "    ON CONFLICT (job_id) DO UPDATE SET text_version = s.text_version + 1;\n"
+            "  ELSIF TG_OP = 'UPDATE' THEN\n"
+            "    UPDATE {job_state} AS s SET text_version = s.text_version + 1\n"
+            "    FROM old_rows o JOIN new_rows n ON n.{id} = o.{id}\n"
+            "    WHERE s.job_id = n.{id} AND ({changed});\n"
+            "  ELSIF TG_OP = 'DELETE' THEN\n"
+            "    DELETE FROM {job_state} AS s USING old_rows o WHERE s.job_id = o.{id};\n"
+            "  END IF;\n"
+            "  RETURN NULL;\n"
+            "END\n"
+            "$body$"
+        ).format(function=function, job_state=job_state, id=self._id, changed=changed)
+        statements = [body]
+        for operation, referencing in (
+            ("INSERT", "NEW TABLE AS new_rows"),
+            ("UPDATE", "OLD TABLE AS old_rows NEW TABLE AS new_rows"),
+            ("DELETE", "OLD TABLE AS old_rows"),
+        ):
+            trigger = sql.Identifier(f"jobping_capture_{operation.lower()}")
+            statements.append(
+                sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(trigger, self._jobs)
+            )
+            statements.append(
+                sql.SQL(
+                    "CREATE TRIGGER {trigger} AFTER {operation} ON {jobs} REFERENCING {referencing} "
+                    "FOR EACH STATEMENT EXECUTE FUNCTION {function}()"
+                ).format(
+                    trigger=trigger,
+                    operation=sql.SQL(operation),
+                    jobs=self._jobs,
+                    referencing=sql.SQL(referencing),
+                    function=function,
+                )
+            )
+        return statements
+
+    # --- chunk registry -----------------------------------------------------------------------
+
+    def enqueue_unregistered_jobs(self) -> sql.Composed:
+        """Jobs that have no state row yet (loaded before setup, or while the trigger was off)."""
+        return sql.SQL(
+            "INSERT INTO {job_state} (job_id) SELECT j.{id} FROM {jobs} j "
+            "WHERE NOT EXISTS (SELECT 1 FROM {job_state} s WHERE s.job_id = j.{id}) "
+            "ON CONFLICT (job_id) DO NOTHING"
+        ).format(job_state=self._state("job_state"), id=self._id, jobs=self._jobs)
+
+    def assign_chunks(self) -> sql.Composed:
+        """Put every queued job into new chunks of at most ``%(chunk_size)s``, in key order."""
+        return sql.SQL(
+            "WITH last AS (SELECT coalesce(max(chunk_no), 0) AS chunk_no FROM {chunks}), "
+            "numbered AS ("
+            " SELECT s.job_id, last.chunk_no + 1"
+            "   + (row_number() OVER (ORDER BY s.job_id) - 1) / %(chunk_size)s AS chunk_no"
+            " FROM {job_state} s, last WHERE s.chunk_no IS NULL), "
+            "new_chunks AS ("
+            " INSERT INTO {chunks} (chunk_no, chunk_key, job_count)"
+            " SELECT chunk_no, lpad(chunk_no::text, greatest({width}, length(chunk_no::text)), '0'),"
+            "  count(*) FROM numbered GROUP BY chunk_no RETURNING chunk_no) "
+            "UPDATE {job_state} s SET chunk_no = n.chunk_no FROM numbered n "
+            "WHERE s.job_id = n.job_id AND s.chunk_no IS NULL"
+        ).format(
+            chunks=self._state("chunks"),
+            job_state=self._state("job_state"),
+            width=sql.Literal(CHUNK_KEY_WIDTH),
+        )
+
+    def chunk_keys_after(self) -> sql.Composed:
+        return sql.SQL("SELECT chunk_key FROM {} WHERE chunk_no > %s ORDER BY chunk_no").format(
+            self._state("chunks")
+        )
+
+    def last_chunk_no(self) -> sql.Composed:
+        return sql.SQL("SELECT coalesce(max(chunk_no), 0) FROM {}").format(self._state("chunks"))
+
+    def all_chunk_keys(self) -> sql.Composed:
+        return sql.SQL("SELECT chunk_key FROM {} ORDER BY chunk_no").format(self._state("chunks"))
+
+    def chunks_with_pending_work(self) -> sql.Composed:
+        """Chunks holding a job that is not embedded from its current text by model ``%(model_id)s``
+        (joins the jobs table, so an embedding removed behind the pipeline's back counts too)."""
+        return sql.SQL(
+            "SELECT c.chunk_key, count(*) FROM {job_state} s "
+            "JOIN {chunks} c ON c.chunk_no = s.chunk_no "
+            "JOIN {jobs} j ON j.{id} = s.job_id "
+            "WHERE s.embedded_version IS DISTINCT FROM s.text_version "
+            "   OR s.model_id IS DISTINCT FROM %(model_id)s OR j.{embedding} IS NULL "
+            "GROUP BY c.chunk_no, c.chunk_key ORDER BY c.chunk_no"
+        ).format(
+            job_state=self._state("job_state"),
+            chunks=self._state("chunks"),
+            jobs=self._jobs,
+            id=self._id,
+            embedding=self._embedding,
+        )
+
+    # --- one chunk ----------------------------------------------------------------------------
+
+    def read_chunk(self) -> sql.Composed:
+        """State and text of every job of chunk ``%(chunk_key)s``; the job columns are NULL for a
+        job deleted since it was registered."""
+        columns = sql.SQL(", ").join(
+            sql.SQL("j.{}").format(sql.Identifier(column)) for column in self.text_columns
+        )
+        return sql.SQL(
+            "SELECT s.job_id, s.text_version, s.text_hash, s.model_id, s.embedded_version,"
+            " j.{id} IS NOT NULL AS job_exists, j.{embedding} IS NOT NULL AS has_embedding, {columns} "
+            "FROM {job_state} s JOIN {chunks} c ON c.chunk_no = s.chunk_no "
+            "LEFT JOIN {jobs} j ON j.{id} = s.job_id "
+            "WHERE c.chunk_key = %(chunk_key)s ORDER BY s.job_id"
+        ).format(
+            id=self._id,
+            embedding=self._embedding,
+            columns=columns,
+            job_state=self._state("job_state"),
+            chunks=self._state("chunks"),
+            jobs=self._jobs,
+        )
+
+    def chunk_exists(self) -> sql.Composed:
+        return sql.SQL("SELECT 1 FROM {} WHERE chunk_key = %s").format(self._state("chunks"))
+
+    def write_embeddings(self) -> sql.Composed:
+        """One set-based UPDATE of the embedding column for a whole batch; returns the ids that
+        still existed."""
+        return sql.SQL(
+            "UPDATE {jobs} AS j SET {embedding} = v.embedding "
+            "FROM unnest(%b::{id_array}, %b::vector[]) AS v(job_id, embedding) "
+            "WHERE j.{id} = v.job_id RETURNING j.{id}"
+        ).format(jobs=self._jobs, embedding=self._embedding, id_array=self._id_array, id=self._id)
+
+    def record_embedded(self) -> sql.Composed:
+        """Mark a batch embedded: the text hash and text version it was embedded from, the model."""
+        return sql.SQL(
+            "UPDATE {job_state} AS s SET text_hash = v.text_hash, embedded_version = v.text_version,"
+            " model_id = %b, embedded_at = now(), attempts = 0, last_error = NULL "
+            "FROM unnest(%b::{id_array}, %b::bytea[], %b::bigint[]) AS v(job_id, text_hash, text_version) "
+            "WHERE s.job_id = v.job_id"
+        ).format(job_state=self._state("job_state"), id_array=self._id_array)
+
+    def record_failure(self) -> sql.Composed:
+        return sql.SQL(
+            "UPDATE {} SET attempts = attempts + 1, last_error = %s WHERE job_id = ANY(%b::{})"
+        ).format(self._state("job_state"), self._id_array)
+
+    def forget_jobs(self) -> sql.Composed:
+        """Drop the state of jobs that no longer exist in the jobs table."""
+        return sql.SQL("DELETE FROM {} WHERE job_id = ANY(%b::{})").format(
+            self._state("job_state"), self._id_array
+        )
+
+    # --- coverage -----------------------------------------------------------------------------
+
+    def coverage(self) -> sql.Composed:
+        """Counts over every job: total, fresh (embedded from its current text by ``%(model_id)s``),
+        stale (embedded, but by another model or from older text), missing, unregistered, failed."""
+        return sql.SQL(
+            "SELECT count(*) AS total,"
+            " count(*) FILTER (WHERE j.{embedding} IS NOT NULL AND s.model_id = %(model_id)s"
+            "   AND s.embedded_version = s.text_version) AS fresh,"
+            " count(*) FILTER (WHERE j.{embedding} IS NOT NULL AND (s.model_id IS DISTINCT FROM %(model_id)s"
+            "   OR s.embedded_version IS DISTINCT FROM s.text_version)) AS stale,"
+            " count(*) FILTER (WHERE j.{embedding} IS NULL) AS missing,"
+            " count(*) FILTER (WHERE s.chunk_no IS NULL) AS unregistered,"
+            " count(*) FILTER (WHERE s.last_error IS NOT NULL) AS failed "
+            "FROM {jobs} j LEFT JOIN {job_state} s ON s.job_id = j.{id}"
+        ).format(
+            embedding=self._embedding,
+            jobs=self._jobs,
+            job_state=self._state("job_state"),
+            id=self._id,
+        )
+
+
+# --- demo data ------------------------------------------------------------------------------------
+
+DEMO_COLUMNS = ("title", "company", "location", "description", "categories", "is_active", "created_at", "updated_at")
+
+
+def create_demo_jobs_table(jobs_table: QualifiedName, id_type: str) -> list[sql.Composed]:
+    """jobping's jobs table: NOT NULL title/company, nullable description, a text[] of
+    categories, and a trigger of its own that bumps ``updated_at`` on every UPDATE."""
+    if id_type == "uuid":
+        id_definition = sql.SQL("uuid PRIMARY KEY DEFAULT gen_random_uuid()")
+    elif id_type == "integer":
+        id_definition = sql.SQL("bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY")
+    else:
+        raise ValueError(f"id type must be integer or uuid, not {id_type!r}")
+    jobs = table(jobs_table)
+    bump = sql.Identifier(jobs_table.schema, f"{jobs_table.name}_set_updated_at")
+    return [
+        sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(jobs_table.schema)),
+        sql.SQL(
+            "CREATE TABLE IF NOT EXISTS {jobs} ("
+            " id {id_definition},"
+            " title text NOT NULL,"
+            " company text NOT NULL,"
+            " location text,"
+            " description text,"
+            " categories text[] NOT NULL DEFAULT '{{}}',"
+            " is_active boolean NOT NULL DEFAULT true,"
+            " created_at timestamptz NOT NULL DEFAULT now(),"
+            " updated_at timestamptz NOT NULL DEFAULT now())"
+        ).format(jobs=jobs, id_definition=id_definition),
+        sql.SQL(
+            "CREATE OR REPLACE FUNCTION {bump}() RETURNS trigger LANGUAGE plpgsql AS "
+            "$body$ BEGIN NEW.updated_at := clock_timestamp(); RETURN NEW; END $body$"
+        ).format(bump=bump),
+        sql.SQL("DROP TRIGGER IF EXISTS set_updated_at ON {}").format(jobs),
+        sql.SQL(
+            "CREATE TRIGGER set_updated_at BEFORE UPDATE ON {jobs} FOR EACH ROW EXECUTE FUNCTION {bump}()"
+        ).format(jobs=jobs, bump=bump),
+    ]
+
+
+def copy_demo_jobs(jobs_table: QualifiedName) -> sql.Composed:
+    return sql.SQL("COPY {} ({}) FROM STDIN").format(
+        table(jobs_table), sql.SQL(", ").join(map(sql.Identifier, DEMO_COLUMNS))
+    )
