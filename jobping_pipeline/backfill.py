@@ -56,6 +56,10 @@ def _run_failure_message(result) -> str:
     for event in result.all_events:
         if event.event_type == DagsterEventType.STEP_FAILURE:
             error = event.step_failure_data.error
+            # Dagster wraps the asset's exception ("Error occurred while executing op ..."):
+            # report the exception the asset raised.
+            while error is not None and error.cause is not None and "while executing" in error.message:
+                error = error.cause
             return error.message.strip() if error else "step failed"
     return "run failed"
 

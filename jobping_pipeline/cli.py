@@ -52,6 +52,13 @@ def _demo_data(args: argparse.Namespace) -> int:
     if args.jobs < 0:
         raise ConfigError(f"--jobs {args.jobs}: give a number of jobs, 0 or more")
     store = JobStore(load_settings())
+    existing = store.existing_job_count()
+    if existing and not args.append:
+        print(
+            f"demo-data: {store.settings.jobs_table} already holds {existing} jobs; nothing loaded "
+            "(--append adds more)"
+        )
+        return 0
     count = load_demo_jobs(store, generate_jobs(args.jobs, seed=args.seed), id_type=args.id_type)
     print(f"demo-data: loaded {count} jobs into {store.settings.jobs_table} ({store.display_url})")
     return 0
@@ -85,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo-data", help="create jobping's jobs table if absent and load realistic postings")
     demo.add_argument("--jobs", type=int, default=1000, help="how many postings (default 1000)")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    demo.add_argument("--append", action="store_true", help="load even when the table already has jobs")
     demo.add_argument("--id-type", choices=("integer", "uuid"), default="integer", help="primary key type of a new table")
     demo.set_defaults(handler=_demo_data)
 

@@ -273,6 +273,14 @@ class JobStore:
             connection.commit()
         return keys
 
+    def existing_job_count(self) -> int | None:
+        """Rows in the jobs table, or None when it does not exist."""
+        with self.connect(autocommit=True, vectors=False) as connection:
+            name = self.settings.jobs_table
+            if connection.execute(statements.TABLE_EXISTS, (name.schema, name.name)).fetchone() is None:
+                return None
+            return connection.execute(statements.count_rows(name)).fetchone()[0]
+
     def chunk_keys(self) -> list[str]:
         with self.connect(autocommit=True, vectors=False) as connection:
             return [key for (key,) in connection.execute(self.statements().all_chunk_keys())]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Optional
 
 from dagster import ConfigurableResource, EnvVar
@@ -59,11 +60,14 @@ class EmbeddingModel(ConfigurableResource):
 
 
 def resources_from_settings(settings: Settings) -> dict[str, ConfigurableResource]:
-    """The resources for these settings. A configured database URL is passed as an ``EnvVar``, so
-    the UI shows the variable's name, never the credentials in it."""
+    """The resources for these settings. A database URL that came from the environment is passed
+    as an ``EnvVar``, so the UI shows the variable's name, never the credentials in it."""
+    database_url = settings.database_url
+    if database_url and os.environ.get("JOBPING_DATABASE_URL", "").strip() == database_url:
+        database_url = EnvVar("JOBPING_DATABASE_URL")
     return {
         "jobs_database": JobsDatabase(
-            database_url=EnvVar("JOBPING_DATABASE_URL") if settings.database_url else None,
+            database_url=database_url,
             data_dir=str(settings.data_dir) if settings.data_dir else None,
             jobs_table=settings.jobs_table.as_setting(),
             id_column=settings.id_column,

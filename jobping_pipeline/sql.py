@@ -51,6 +51,10 @@ def table(name: QualifiedName) -> sql.Identifier:
     return sql.Identifier(name.schema, name.name)
 
 
+def count_rows(name: QualifiedName) -> sql.Composed:
+    return sql.SQL("SELECT count(*) FROM {}").format(table(name))
+
+
 @dataclass(frozen=True)
 class JobsSql:
     """The statements for one configured jobs table and state schema."""

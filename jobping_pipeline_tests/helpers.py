@@ -1,0 +1,42 @@
+"""Helpers shared by the tests (fixtures live in conftest.py)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from jobping_pipeline.database import JobStore, load_demo_jobs
+from jobping_pipeline.demo_data import generate_jobs
+from jobping_pipeline.settings import Settings, load_settings
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+
+
+def make_settings(database_url: str, **overrides: str) -> Settings:
+    env = {"JOBPING_DATABASE_URL": database_url}
+    env.update(overrides)
+    return load_settings(env)
+
+
+def load_demo(settings: Settings, jobs: int, *, id_type: str = "integer", seed: int = 0) -> JobStore:
+    store = JobStore(settings)
+    load_demo_jobs(store, generate_jobs(jobs, seed=seed), id_type=id_type)
+    return store
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run the installed ``jobping-pipeline`` (or another console script) in a subprocess."""
+    command = list(args)
+    executable = Path(sys.executable).parent / command[0]
+    if executable.exists():
+        command[0] = str(executable)
+    return subprocess.run(
+        command,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=PROJECT_DIR,
+    )

@@ -1,0 +1,72 @@
+"""Full backfills through real Dagster runs, on a real Postgres, with the real model."""
+
+import psycopg
+import pytest
+from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
+
+from jobping_pipeline.backfill import run_backfill
+from jobping_pipeline.definitions import EMBED_JOB
+from jobping_pipeline.encoder import loaded_model_count
+from jobping_pipeline.partitions import JOB_CHUNKS
+
+from .helpers import load_demo, make_settings
+
+EVERY_OTHER_COLUMN = "SELECT id, (to_jsonb(j) - 'embedding')::text FROM jobs j ORDER BY id"
+
+
+@pytest.fixture
+def instance():
+    with DagsterInstance.ephemeral() as instance:
+        yield instance
+
+
+@pytest.mark.parametrize("id_type", ["integer", "uuid"])
+def test_full_backfill_reaches_full_coverage_and_touches_nothing_else(database_url, encoder, instance, id_type):
+    settings = make_settings(database_url, JOBPING_CHUNK_SIZE="80")
+    load_demo(settings, 200, id_type=id_type)
+    with psycopg.connect(database_url) as connection:
+        before = connection.execute(EVERY_OTHER_COLUMN).fetchall()
+    models_before = loaded_model_count()
+    lines = []
+
+    result = run_backfill(settings, instance, say=lines.append)
+
+    assert result.complete, lines
+    assert (result.chunks_run, result.jobs_embedded) == (3, 200)
+    assert (result.coverage.total, result.coverage.fresh, result.coverage.percent) == (200, 200, 100.0)
+    assert loaded_model_count() == models_before, "the model must be loaded once per process"
+    assert sorted(instance.get_dynamic_partitions(JOB_CHUNKS)) == ["000001", "000002", "000003"]
+    runs = instance.get_runs(RunsFilter(job_name=EMBED_JOB))
+    assert len(runs) == 3 and all(run.status == DagsterRunStatus.SUCCESS for run in runs)
+    assert any(line.startswith("[3/3] chunk 000003") and "ETA" in line for line in lines)
+    assert lines[-1].startswith("coverage 100.00%")
+    with psycopg.connect(database_url) as connection:
+        assert connection.execute(EVERY_OTHER_COLUMN).fetchall() == before
+        assert connection.execute("SELECT count(*) FROM jobs WHERE embedding IS NULL").fetchone() == (0,)
+
+    calls = encoder.calls
+    again = run_backfill(settings, instance, say=lines.append)
+    assert (again.chunks_run, again.jobs_embedded, encoder.calls) == (0, 0, calls)
+    assert again.complete
+
+
+def test_a_failing_batch_fails_the_run_with_the_error_visible(settings, encoder, instance, monkeypatch):
+    load_demo(settings, 50)
+
+    def broken_encode(self, texts, batch_size):
+        raise RuntimeError("injected failure inside a batch")
+
+    monkeypatch.setattr(type(encoder), "encode", broken_encode)
+    result = run_backfill(settings, instance, say=lambda line: None)
+
+    assert not result.complete
+    assert set(result.failed_chunks) == {"000001", "000002"}
+    assert all("injected failure inside a batch" in message for message in result.failed_chunks.values())
+    assert result.coverage.fresh == 0 and result.coverage.failed == 50
+    failed_runs = instance.get_runs(RunsFilter(statuses=[DagsterRunStatus.FAILURE]))
+    assert len(failed_runs) == 2
+    with psycopg.connect(settings.database_url) as connection:
+        assert connection.execute(
+            "SELECT count(*) FROM jobping_pipeline.job_state WHERE embedded_version IS NOT NULL"
+        ).fetchone() == (0,)
+        assert connection.execute("SELECT count(*) FROM jobs WHERE embedding IS NOT NULL").fetchone() == (0,)

@@ -1,0 +1,59 @@
+"""The command line and the Dagster CLI as a user runs them: subprocesses on the project's
+instance config (dagster-postgres storage on the embedded server)."""
+
+import psycopg
+import pytest
+from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
+
+from jobping_pipeline.embedded_postgres import JOBS_DATABASE, embedded_server_url
+from jobping_pipeline.partitions import JOB_CHUNKS
+
+from .helpers import run_cli
+
+
+@pytest.mark.slow
+def test_demo_backfill_then_materialize_one_partition(data_dir, dagster_home):
+    env = {"JOBPING_CHUNK_SIZE": "25", "JOBPING_DATABASE_URL": ""}
+    demo = run_cli("jobping-pipeline", "demo-data", "--jobs", "60", env=env)
+    assert demo.returncode == 0, demo.stderr
+    assert "loaded 60 jobs" in demo.stdout
+
+    backfill = run_cli("jobping-pipeline", "backfill", env=env)
+    assert backfill.returncode == 0, backfill.stdout + backfill.stderr
+    assert "[3/3] chunk 000003" in backfill.stdout
+    assert backfill.stdout.strip().splitlines()[-1].startswith("coverage 100.00%: 60 of 60")
+
+    with psycopg.connect(embedded_server_url(data_dir, JOBS_DATABASE)) as connection:
+        connection.execute("UPDATE jobs SET title = 'Head of Data' WHERE id = 30")
+        connection.commit()
+    materialize = run_cli(
+        "dagster", "asset", "materialize", "-m", "jobping_pipeline",
+        "--select", "job_embeddings", "--partition", "000002", env=env,
+    )
+    assert materialize.returncode == 0, materialize.stderr[-3000:]
+    assert "RUN_SUCCESS" in materialize.stderr
+
+    with DagsterInstance.get() as instance:
+        assert instance.get_dynamic_partitions(JOB_CHUNKS) == ["000001", "000002", "000003"]
+        runs = instance.get_runs(RunsFilter(statuses=[DagsterRunStatus.SUCCESS]))
+        assert len(runs) == 4
+        assert sum(run.tags.get("dagster/partition") == "000002" for run in runs) == 2
+
+    again = run_cli("jobping-pipeline", "backfill", env=env)
+    assert again.returncode == 0
+    assert "0 with pending work" in again.stdout
+
+
+def test_configuration_errors_are_one_line_and_name_the_setting(data_dir, database_url):
+    result = run_cli("jobping-pipeline", "backfill", env={"JOBPING_CHUNK_SIZE": "0"})
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "jobping-pipeline: configuration error: JOBPING_CHUNK_SIZE='0' must be at least 1"
+    ]
+    missing = run_cli(
+        "jobping-pipeline", "setup",
+        env={"JOBPING_DATABASE_URL": database_url, "JOBPING_JOBS_TABLE": "nowhere"},
+    )
+    assert missing.returncode == 2
+    assert "JOBPING_JOBS_TABLE=public.nowhere: no such table" in missing.stderr
+    assert "Traceback" not in missing.stderr

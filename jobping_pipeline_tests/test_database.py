@@ -1,0 +1,112 @@
+"""Setup, the chunk registry and change capture, on a real Postgres with pgvector."""
+
+import psycopg
+import pytest
+
+from jobping_pipeline.database import JobStore, load_demo_jobs
+from jobping_pipeline.demo_data import generate_jobs
+from jobping_pipeline.settings import ConfigError
+
+from .helpers import load_demo, make_settings
+
+CATALOG_SNAPSHOT = """
+SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod)
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+WHERE n.nspname IN ('public', 'jobping_pipeline')
+UNION ALL SELECT tgname, pg_get_triggerdef(t.oid), '' FROM pg_trigger t WHERE NOT tgisinternal
+UNION ALL SELECT proname, md5(prosrc), '' FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+  WHERE n.nspname = 'jobping_pipeline'
+UNION ALL SELECT indexrelid::regclass::text, pg_get_indexdef(indexrelid), '' FROM pg_index i
+  JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+  WHERE n.nspname IN ('public', 'jobping_pipeline')
+ORDER BY 1, 2, 3
+"""
+
+
+def test_setup_is_idempotent(settings):
+    store = load_demo(settings, 30)
+    first = store.setup(384)
+    assert any("vector(384)" in change for change in first)
+    assert any("created schema" in change for change in first)
+    with psycopg.connect(settings.database_url) as connection:
+        before = connection.execute(CATALOG_SNAPSHOT).fetchall()
+        state_before = connection.execute("SELECT * FROM jobping_pipeline.job_state ORDER BY job_id").fetchall()
+    assert store.setup(384) == []
+    with psycopg.connect(settings.database_url) as connection:
+        assert connection.execute(CATALOG_SNAPSHOT).fetchall() == before
+        assert connection.execute("SELECT * FROM jobping_pipeline.job_state ORDER BY job_id").fetchall() == state_before
+
+
+def test_setup_refuses_a_column_of_another_dimension(settings):
+    store = load_demo(settings, 5)
+    with psycopg.connect(settings.database_url, autocommit=True) as connection:
+        connection.execute("CREATE EXTENSION vector")
+        connection.execute("ALTER TABLE jobs ADD COLUMN embedding vector(768)")
+    with pytest.raises(ConfigError) as raised:
+        store.setup(384)
+    message = str(raised.value)
+    assert "384" in message and "vector(768)" in message and "JOBPING_MODEL" in message
+    with psycopg.connect(settings.database_url) as connection:
+        assert connection.execute(
+            "SELECT count(*) FROM pg_namespace WHERE nspname = 'jobping_pipeline'"
+        ).fetchone() == (0,)
+
+
+def test_setup_refuses_a_column_that_is_not_a_vector(settings):
+    store = load_demo(settings, 5)
+    with psycopg.connect(settings.database_url, autocommit=True) as connection:
+        connection.execute("ALTER TABLE jobs ADD COLUMN embedding real[]")
+    with pytest.raises(ConfigError, match="JOBPING_EMBEDDING_COLUMN"):
+        store.setup(384)
+
+
+def test_missing_table_and_columns_are_named(database_url):
+    with pytest.raises(ConfigError, match="JOBPING_JOBS_TABLE"):
+        JobStore(make_settings(database_url)).inspect()
+    load_demo(make_settings(database_url), 3)
+    with pytest.raises(ConfigError, match="JOBPING_ID_COLUMN"):
+        JobStore(make_settings(database_url, JOBPING_ID_COLUMN="job_id")).inspect()
+    with pytest.raises(ConfigError, match="JOBPING_TEXT_COLUMNS names salary"):
+        JobStore(make_settings(database_url, JOBPING_TEXT_COLUMNS="title,salary")).inspect()
+
+
+@pytest.mark.parametrize("id_type", ["integer", "uuid"])
+def test_chunks_are_fixed_sets_in_key_order(database_url, id_type):
+    settings = make_settings(database_url, JOBPING_CHUNK_SIZE="40")
+    store = load_demo(settings, 100, id_type=id_type)
+    store.setup(384)
+    assert store.register_chunks(scan_table=True) == ["000001", "000002", "000003"]
+    assert store.register_chunks(scan_table=True) == []
+    with psycopg.connect(database_url) as connection:
+        rows = connection.execute(
+            "SELECT c.chunk_key, s.job_id FROM jobping_pipeline.job_state s "
+            "JOIN jobping_pipeline.chunks c USING (chunk_no) ORDER BY s.job_id"
+        ).fetchall()
+    assert [key for key, _ in rows] == ["000001"] * 40 + ["000002"] * 40 + ["000003"] * 20
+    load_demo_jobs(store, generate_jobs(5, seed=9))
+    assert store.register_chunks(scan_table=False) == ["000004"]
+    with psycopg.connect(database_url) as connection:
+        assert connection.execute(
+            "SELECT count(*) FROM jobping_pipeline.job_state WHERE chunk_no = 4"
+        ).fetchone() == (5,)
+
+
+def test_change_capture_marks_only_text_changes(settings):
+    store = load_demo(settings, 10)
+    store.setup(384)
+    store.register_chunks(scan_table=True)
+    versions = "SELECT job_id, text_version FROM jobping_pipeline.job_state ORDER BY job_id"
+    with psycopg.connect(settings.database_url, autocommit=True) as connection:
+        before = dict(connection.execute(versions).fetchall())
+        connection.execute("UPDATE jobs SET updated_at = now() + interval '1 day'")
+        connection.execute("UPDATE jobs SET is_active = NOT is_active")
+        connection.execute("UPDATE jobs SET embedding = array_fill(0.1, ARRAY[384])::vector")
+        connection.execute("UPDATE jobs SET title = title")
+        assert dict(connection.execute(versions).fetchall()) == before
+        connection.execute("UPDATE jobs SET description = 'rewritten' WHERE id = 3")
+        connection.execute("UPDATE jobs SET categories = array_append(categories, 'New') WHERE id = 4")
+        after = dict(connection.execute(versions).fetchall())
+        assert {job for job in after if after[job] != before[job]} == {3, 4}
+        connection.execute("DELETE FROM jobs WHERE id = 5")
+        assert 5 not in dict(connection.execute(versions).fetchall())
