@@ -3,6 +3,9 @@
 import warnings
 
 from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
     AssetExecutionContext,
     BackfillPolicy,
     BetaWarning,
@@ -11,13 +14,17 @@ from dagster import (
     asset,
 )
 
-from jobping_pipeline.embedding import ChunkReport, embed_chunk
+from jobping_pipeline.database import JobStore
+from jobping_pipeline.embedding import ChunkReport, EmbeddingFailed, embed_chunk
 from jobping_pipeline.partitions import job_chunks
 from jobping_pipeline.resources import EmbeddingModel, JobsDatabase
 
 # A UI backfill over many chunks runs up to this many chunks in one run, so one process loads
 # the model once for all of them instead of once per chunk.
 CHUNKS_PER_BACKFILL_RUN = 10
+
+# dagster.yaml limits this pool, so that embedding runs don't oversubscribe the CPU or GPU.
+EMBEDDING_POOL = "jobping_embedding"
 
 
 def materialization_metadata(reports: list[ChunkReport], model_id: str, device: str) -> dict:
@@ -40,6 +47,29 @@ def materialization_metadata(reports: list[ChunkReport], model_id: str, device: 
     }
 
 
+CHUNK_CHECK = "chunk_embeddings_fresh"
+
+
+def chunk_check_result(store: JobStore, model_id: str, chunk_keys: list[str]) -> AssetCheckResult:
+    """After a run: did every eligible job of its chunks end up fresh? Jobs that failed are an
+    ERROR; jobs edited while the run was going are a WARN (the sensor picks them up)."""
+    eligible, fresh, failed = store.chunk_freshness(model_id, chunk_keys)
+    problems = [] if fresh == eligible else store.problem_jobs(model_id, chunk_keys)
+    return AssetCheckResult(
+        check_name=CHUNK_CHECK,
+        passed=fresh == eligible,
+        severity=AssetCheckSeverity.ERROR if failed else AssetCheckSeverity.WARN,
+        metadata={
+            "eligible": eligible,
+            "fresh": fresh,
+            "failed": failed,
+            "not_fresh_jobs": MetadataValue.md(
+                "\n".join(f"- {problem.describe()}" for problem in problems) or "none"
+            ),
+        },
+    )
+
+
 def job_embeddings(
     context: AssetExecutionContext, jobs_database: JobsDatabase, embedding_model: EmbeddingModel
 ) -> MaterializeResult:
@@ -48,14 +78,21 @@ def job_embeddings(
     Materializing a partition embeds every job of that chunk whose text or model changed since
     its last embedding, and writes the vectors into the embedding column with a set-based
     UPDATE of that column only (never an INSERT or upsert). Unchanged jobs are skipped, equal
-    texts are encoded once, and any failure fails the run with the failed jobs' errors recorded.
+    texts are encoded once. A job the model cannot embed is recorded with its error and fails
+    the run once the rest of the chunk is written; the check chunk_embeddings_fresh then lists it.
     """
     store = jobs_database.store()
     encoder = embedding_model.encoder()
     store.check_dimensions(encoder.dimensions)
-    reports = []
+    reports: list[ChunkReport] = []
+    failures: list[str] = []
     for chunk_key in context.partition_keys:
-        report = embed_chunk(store, encoder, chunk_key, embedding_model.batch_size)
+        try:
+            report = embed_chunk(store, encoder, chunk_key, embedding_model.batch_size)
+        except EmbeddingFailed as error:
+            context.log.error(str(error))
+            failures.append(str(error))
+            continue
         context.log.info(
             f"chunk {chunk_key}: {report.jobs} jobs, {report.embedded} embedded, "
             f"{report.unchanged} unchanged, {report.deleted} deleted, "
@@ -63,7 +100,12 @@ def job_embeddings(
             f"database {report.database_seconds:.1f}s)"
         )
         reports.append(report)
-    return MaterializeResult(metadata=materialization_metadata(reports, encoder.model_id, encoder.device))
+    if failures:
+        raise EmbeddingFailed(" | ".join(failures))
+    return MaterializeResult(
+        metadata=materialization_metadata(reports, encoder.model_id, encoder.device),
+        check_results=[chunk_check_result(store, encoder.model_id, list(context.partition_keys))],
+    )
 
 
 with warnings.catch_warnings():
@@ -72,5 +114,14 @@ with warnings.catch_warnings():
         partitions_def=job_chunks,
         group_name="embeddings",
         kinds={"postgres", "pytorch"},
+        pool=EMBEDDING_POOL,
         backfill_policy=BackfillPolicy.multi_run(max_partitions_per_run=CHUNKS_PER_BACKFILL_RUN),
+        check_specs=[
+            AssetCheckSpec(
+                CHUNK_CHECK,
+                asset="job_embeddings",
+                description="Every eligible job of the materialized chunks has a fresh embedding; "
+                "failed jobs are listed with their errors.",
+            )
+        ],
     )(job_embeddings)

@@ -120,7 +120,8 @@ def run_backfill(
     result.coverage = store.coverage(encoder.model_id)
     coverage = result.coverage
     say(
-        f"coverage {coverage.percent:.2f}%: {coverage.fresh} of {coverage.total} jobs embedded and fresh"
+        f"coverage {coverage.percent:.2f}%: {coverage.fresh} of {coverage.eligible} jobs embedded and fresh"
+        + (f", {coverage.pending} pending" if coverage.pending else "")
         + (f", {coverage.stale} stale" if coverage.stale else "")
         + (f", {coverage.missing} missing" if coverage.missing else "")
         + (f", {coverage.failed} with errors" if coverage.failed else "")

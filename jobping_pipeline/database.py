@@ -49,16 +49,37 @@ class JobsTable:
 
 @dataclass(frozen=True)
 class Coverage:
-    total: int
+    """Counts over the eligible jobs. ``pending`` jobs (added or edited within the grace period)
+    are neither counted as covered nor as missing."""
+
+    eligible: int
     fresh: int
+    pending: int
     stale: int
     missing: int
-    unregistered: int
     failed: int
 
     @property
     def percent(self) -> float:
-        return 100.0 if self.total == 0 else 100.0 * self.fresh / self.total
+        due = self.eligible - self.pending
+        return 100.0 if due <= 0 else 100.0 * self.fresh / due
+
+    @property
+    def complete(self) -> bool:
+        return self.fresh + self.pending == self.eligible
+
+
+@dataclass(frozen=True)
+class ProblemJob:
+    job_id: str
+    has_vector: bool
+    attempts: int
+    last_error: str | None
+
+    def describe(self) -> str:
+        if self.last_error:
+            return f"{self.job_id}: failed {self.attempts}x: {self.last_error}"
+        return f"{self.job_id}: {'stale vector' if self.has_vector else 'no vector'}"
 
 
 @dataclass
@@ -68,6 +89,7 @@ class ChunkRow:
     text_hash: bytes | None
     model_id: str | None
     embedded_version: int | None
+    attempts: int
     exists: bool
     has_embedding: bool
     values: tuple[Any, ...]
@@ -250,6 +272,19 @@ class JobStore:
                 connection.execute(statement)
             for statement in sql.install_change_capture():
                 connection.execute(statement)
+            meta = dict(connection.execute(sql.read_meta()).fetchall())
+            text_columns = ",".join(table.text_columns)
+            recorded_columns = meta.get("text_columns")
+            if recorded_columns is not None and recorded_columns != text_columns:
+                marked = connection.execute(sql.mark_every_job_dirty()).rowcount
+                changes.append(
+                    f"text columns changed from {recorded_columns} to {text_columns}: trigger "
+                    f"re-installed, {marked} jobs marked for re-embedding"
+                )
+            if recorded_columns != text_columns:
+                connection.execute(sql.write_meta(), ("text_columns", text_columns))
+            if meta.get("embedding_dimensions") != str(dimensions):
+                connection.execute(sql.write_meta(), ("embedding_dimensions", str(dimensions)))
             queued = connection.execute(sql.enqueue_unregistered_jobs()).rowcount
             if queued:
                 changes.append(f"queued {queued} jobs for chunking")
@@ -298,10 +333,60 @@ class JobStore:
                 )
             ]
 
+    def _check_parameters(self, model_id: str, **extra: Any) -> dict[str, Any]:
+        return {"model_id": model_id, "grace_minutes": self.settings.grace_minutes, **extra}
+
     def coverage(self, model_id: str) -> Coverage:
+        """Freshness of every eligible job (``JOBPING_ELIGIBLE_COLUMN``, grace period applied)."""
         with self.connect(autocommit=True, vectors=False) as connection:
-            row = connection.execute(self.statements().coverage(), {"model_id": model_id}).fetchone()
+            row = connection.execute(
+                self.statements().coverage(self.settings.eligible_column), self._check_parameters(model_id)
+            ).fetchone()
         return Coverage(*row)
+
+    def problem_jobs(
+        self, model_id: str, chunk_keys: Sequence[str] | None = None, limit: int = 50
+    ) -> list[ProblemJob]:
+        """Up to ``limit`` eligible jobs without a fresh vector, failed ones first; with
+        ``chunk_keys``, only those chunks and pending jobs included."""
+        statement = self.statements().problem_jobs(
+            self.settings.eligible_column, in_chunks=chunk_keys is not None
+        )
+        parameters = self._check_parameters(model_id, limit=limit, chunk_keys=list(chunk_keys or []))
+        with self.connect(autocommit=True, vectors=False) as connection:
+            return [ProblemJob(*row) for row in connection.execute(statement, parameters)]
+
+    def chunk_freshness(self, model_id: str, chunk_keys: Sequence[str]) -> tuple[int, int, int]:
+        """(eligible, fresh, failed) job counts of these chunks."""
+        with self.connect(autocommit=True, vectors=False) as connection:
+            return connection.execute(
+                self.statements().chunk_freshness(self.settings.eligible_column),
+                self._check_parameters(model_id, chunk_keys=list(chunk_keys)),
+            ).fetchone()
+
+    def vector_sanity(self, tolerance: float = 1e-3) -> tuple[int, int, list[str]]:
+        """(vectors, vectors whose norm is off by more than ``tolerance``, first such ids)."""
+        with self.connect(autocommit=True) as connection:
+            total, bad, ids = connection.execute(
+                self.statements().vector_sanity(), {"tolerance": tolerance}
+            ).fetchone()
+        return total, bad, list(ids or [])
+
+    def meta(self) -> dict[str, str]:
+        with self.connect(autocommit=True, vectors=False) as connection:
+            try:
+                return dict(connection.execute(self.statements().read_meta()).fetchall())
+            except psycopg.errors.UndefinedTable:
+                return {}
+
+    def dirty_chunks(self) -> list[tuple[str, int]]:
+        """Chunks with new or edited jobs that have attempts left (cheap: a partial index)."""
+        with self.connect(autocommit=True, vectors=False) as connection:
+            return list(
+                connection.execute(
+                    self.statements().dirty_chunks(), {"max_attempts": self.settings.max_attempts}
+                )
+            )
 
     # --- one chunk ----------------------------------------------------------------------------
 
@@ -314,9 +399,10 @@ class JobStore:
                 text_hash=bytes(row[2]) if row[2] is not None else None,
                 model_id=row[3],
                 embedded_version=row[4],
-                exists=row[5],
-                has_embedding=row[6],
-                values=tuple(row[7:]),
+                attempts=row[5],
+                exists=row[6],
+                has_embedding=row[7],
+                values=tuple(row[8:]),
             )
             for row in rows
         ]

@@ -1,19 +1,47 @@
-"""The code location: assets, jobs and resources, configured from the environment."""
+"""The code location: assets, checks, jobs, the sensor, the check schedule and resources,
+configured from the environment."""
 
-from dagster import Definitions, define_asset_job
+from dagster import (
+    AssetCheckKey,
+    AssetSelection,
+    DefaultScheduleStatus,
+    Definitions,
+    ScheduleDefinition,
+    define_asset_job,
+)
 
-from jobping_pipeline.assets import job_embeddings
+from jobping_pipeline.assets import CHUNK_CHECK, job_embeddings
+from jobping_pipeline.checks import coverage_check, vector_sanity_check
 from jobping_pipeline.partitions import job_chunks
 from jobping_pipeline.resources import resources_from_settings
+from jobping_pipeline.sensors import build_sensor
 from jobping_pipeline.settings import Settings, load_settings
 
 EMBED_JOB = "embed_job_chunks"
+CHECKS_JOB = "embedding_checks"
+CHECKS_CRON = "*/5 * * * *"
 
+# The global checks are left out of embedding runs: mid-backfill they would fail in every run.
 embed_job_chunks = define_asset_job(
     EMBED_JOB,
-    selection=[job_embeddings],
+    selection=AssetSelection.assets(job_embeddings).without_checks()
+    | AssetSelection.checks(AssetCheckKey(job_embeddings.key, CHUNK_CHECK)),
     partitions_def=job_chunks,
     description="Embed the jobs of one or more chunks (partitions of job_embeddings).",
+)
+
+embedding_checks = define_asset_job(
+    CHECKS_JOB,
+    selection=AssetSelection.checks(coverage_check, vector_sanity_check),
+    description="Coverage and vector sanity of job_embeddings over the whole table.",
+)
+
+embedding_checks_schedule = ScheduleDefinition(
+    name="embedding_checks_schedule",
+    job=embedding_checks,
+    cron_schedule=CHECKS_CRON,
+    default_status=DefaultScheduleStatus.RUNNING,
+    description="Runs the coverage and vector sanity checks every 5 minutes.",
 )
 
 
@@ -21,7 +49,10 @@ def build_definitions(settings: Settings) -> Definitions:
     """Everything Dagster loads, wired to these settings."""
     return Definitions(
         assets=[job_embeddings],
-        jobs=[embed_job_chunks],
+        asset_checks=[coverage_check, vector_sanity_check],
+        jobs=[embed_job_chunks, embedding_checks],
+        sensors=[build_sensor(embed_job_chunks, settings.sensor_interval_seconds)],
+        schedules=[embedding_checks_schedule],
         resources=resources_from_settings(settings),
     )
 

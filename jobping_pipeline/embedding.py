@@ -39,6 +39,7 @@ class ChunkReport:
     embedded: int = 0
     unchanged: int = 0
     deleted: int = 0
+    failed: int = 0
     distinct_texts: int = 0
     encode_seconds: float = 0.0
     database_seconds: float = 0.0
@@ -119,6 +120,35 @@ def embed_chunk(store: JobStore, encoder: Encoder, chunk_key: str, batch_size: i
     return report
 
 
+def _describe(error: Exception) -> str:
+    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+
+
+def _encode_isolating_failures(
+    encoder: Encoder, batch: list[str], batch_size: int, failures: dict[str, str]
+) -> tuple[list[str], np.ndarray]:
+    """Encode a batch; if it fails, encode its texts one by one so that one text the model
+    cannot handle costs only its own jobs. Failed texts land in ``failures`` with the reason."""
+    try:
+        vectors = encoder.encode(batch, batch_size=batch_size)
+        _validate(vectors, len(batch), encoder.dimensions)
+        return batch, vectors
+    except Exception:  # noqa: BLE001 - retried text by text below, every failure is recorded
+        pass
+    texts: list[str] = []
+    rows: list[np.ndarray] = []
+    for text in batch:
+        try:
+            vector = encoder.encode([text], batch_size=1)
+            _validate(vector, 1, encoder.dimensions)
+        except Exception as error:  # noqa: BLE001 - recorded per job and raised after the chunk
+            failures[text] = f"encode failed: {_describe(error)}"
+            continue
+        texts.append(text)
+        rows.append(vector[0])
+    return texts, (np.stack(rows) if rows else np.empty((0, encoder.dimensions), dtype=np.float32))
+
+
 def _encode_and_write(
     store: JobStore,
     encoder: Encoder,
@@ -127,17 +157,20 @@ def _encode_and_write(
     batch_size: int,
     report: ChunkReport,
 ) -> None:
-    """Encode batch n+1 while a writer thread writes batch n (at most one write in flight)."""
+    """Encode batch n+1 while a writer thread writes batch n (at most one write in flight).
+    Jobs whose text cannot be encoded are recorded as failed and the chunk raises at the end,
+    after every other job of it is written."""
     model_id = encoder.model_id
     connection = store.writer_connection()
     in_flight: Future | None = None
+    failures: dict[str, str] = {}
 
     def write(job_ids: list[Any], vectors: np.ndarray, hashes: list[bytes], versions: list[int]) -> None:
         write_started = time.perf_counter()
         try:
             written = store.write_batch(connection, job_ids, vectors, hashes, versions, model_id)
         except Exception as error:
-            store.record_failure(job_ids, f"write failed: {type(error).__name__}: {error}")
+            store.record_failure(job_ids, f"write failed: {_describe(error)}")
             raise EmbeddingFailed(
                 f"writing {len(job_ids)} embeddings of chunk {report.chunk_key} failed: {error}"
             ) from error
@@ -157,24 +190,15 @@ def _encode_and_write(
 
     with connection, ThreadPoolExecutor(max_workers=1, thread_name_prefix="jobping-writer") as writer:
         for start in range(0, len(texts), batch_size):
-            batch = texts[start : start + batch_size]
-            job_ids = [job_id for text in batch for job_id in pending.ids_by_text[text]]
             encode_started = time.perf_counter()
-            try:
-                vectors = encoder.encode(batch, batch_size=batch_size)
-                _validate(vectors, len(batch), encoder.dimensions)
-            except Exception as error:
-                if in_flight is not None:
-                    in_flight.result()
-                store.record_failure(job_ids, f"encode failed: {type(error).__name__}: {error}")
-                if isinstance(error, EmbeddingFailed):
-                    raise EmbeddingFailed(f"chunk {report.chunk_key}: {error}") from error
-                raise EmbeddingFailed(
-                    f"encoding {len(batch)} texts of chunk {report.chunk_key} failed: "
-                    f"{type(error).__name__}: {error}"
-                ) from error
+            batch, vectors = _encode_isolating_failures(
+                encoder, texts[start : start + batch_size], batch_size, failures
+            )
             report.encode_seconds += time.perf_counter() - encode_started
+            if not batch:
+                continue
             repeats = [len(pending.ids_by_text[text]) for text in batch]
+            job_ids = [job_id for text in batch for job_id in pending.ids_by_text[text]]
             job_vectors = np.repeat(vectors, repeats, axis=0)
             hashes = [pending.hash_by_text[text] for text, count in zip(batch, repeats) for _ in range(count)]
             versions = [pending.versions[job_id] for job_id in job_ids]
@@ -183,3 +207,15 @@ def _encode_and_write(
             in_flight = writer.submit(write, job_ids, job_vectors, hashes, versions)
         if in_flight is not None:
             in_flight.result()
+
+    if failures:
+        failed_jobs: list[str] = []
+        for text, reason in failures.items():
+            job_ids = pending.ids_by_text[text]
+            store.record_failure(job_ids, reason)
+            failed_jobs.extend(f"{job_id} ({reason})" for job_id in job_ids)
+        report.failed = len(failed_jobs)
+        raise EmbeddingFailed(
+            f"chunk {report.chunk_key}: {len(failed_jobs)} jobs could not be embedded "
+            f"(the other {report.embedded} were written): " + "; ".join(failed_jobs[:20])
+        )

@@ -25,6 +25,9 @@ class JobsDatabase(ConfigurableResource):
     text_columns: Optional[str] = None
     chunk_size: int = 1000
     state_schema: str = "jobping_pipeline"
+    eligible_column: Optional[str] = None
+    grace_minutes: int = 5
+    max_attempts: int = 3
 
     def settings(self) -> Settings:
         return load_settings(
@@ -37,6 +40,9 @@ class JobsDatabase(ConfigurableResource):
                 "JOBPING_TEXT_COLUMNS": self.text_columns or "",
                 "JOBPING_CHUNK_SIZE": str(self.chunk_size),
                 "JOBPING_STATE_SCHEMA": self.state_schema,
+                "JOBPING_ELIGIBLE_COLUMN": self.eligible_column or "",
+                "JOBPING_GRACE_MINUTES": str(self.grace_minutes),
+                "JOBPING_MAX_ATTEMPTS": str(self.max_attempts),
             }
         )
 
@@ -75,6 +81,9 @@ def resources_from_settings(settings: Settings) -> dict[str, ConfigurableResourc
             text_columns=",".join(settings.text_columns) if settings.text_columns_explicit else None,
             chunk_size=settings.chunk_size,
             state_schema=settings.state_schema,
+            eligible_column=settings.eligible_column,
+            grace_minutes=settings.grace_minutes,
+            max_attempts=settings.max_attempts,
         ),
         "embedding_model": EmbeddingModel(
             model=settings.model_name,

@@ -73,6 +73,28 @@ SETTINGS: tuple[Setting, ...] = (
         "Tokens the model reads per text; longer texts are truncated. Unset: the model's own (256).",
     ),
     Setting(
+        "JOBPING_ELIGIBLE_COLUMN",
+        None,
+        "Boolean column that says which jobs must have an embedding (e.g. `is_active`). Unset: "
+        "every row. Ineligible jobs are still embedded; they just don't count in coverage.",
+    ),
+    Setting(
+        "JOBPING_GRACE_MINUTES",
+        "5",
+        "Jobs added or edited less than this long ago count as pending, not missing, in coverage.",
+    ),
+    Setting(
+        "JOBPING_MAX_ATTEMPTS",
+        "3",
+        "Failed attempts after which a job is no longer retried (it keeps failing the checks "
+        "until its text changes).",
+    ),
+    Setting(
+        "JOBPING_SENSOR_INTERVAL_SECONDS",
+        "30",
+        "How often the sensor looks for new and changed jobs.",
+    ),
+    Setting(
         "JOBPING_STATE_SCHEMA",
         "jobping_pipeline",
         "Schema the pipeline owns in the jobs database (chunk registry, per-job state).",
@@ -112,6 +134,10 @@ class Settings:
     device: str = "auto"
     max_seq_length: int | None = None
     state_schema: str = "jobping_pipeline"
+    eligible_column: str | None = None
+    grace_minutes: int = 5
+    max_attempts: int = 3
+    sensor_interval_seconds: int = 30
 
     @property
     def model_name(self) -> str:
@@ -175,6 +201,17 @@ def _positive_int(env: Mapping[str, str], setting: str, default: str | None) -> 
     return number
 
 
+def _whole_number(env: Mapping[str, str], setting: str, default: str | None) -> int:
+    raw = env.get(setting, "").strip() or default or "0"
+    try:
+        number = int(raw)
+    except ValueError:
+        raise ConfigError(f"{setting}={raw!r} is not a whole number") from None
+    if number < 0:
+        raise ConfigError(f"{setting}={raw!r} must be 0 or more")
+    return number
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate every ``JOBPING_*`` variable; raise :class:`ConfigError` naming the
     first variable that is wrong."""
@@ -215,6 +252,17 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         device=device,
         max_seq_length=_positive_int(env, "JOBPING_MAX_SEQ_LENGTH", None),
         state_schema=state_schema,
+        eligible_column=(
+            _column(env["JOBPING_ELIGIBLE_COLUMN"], "JOBPING_ELIGIBLE_COLUMN")
+            if env.get("JOBPING_ELIGIBLE_COLUMN", "").strip()
+            else None
+        ),
+        grace_minutes=_whole_number(env, "JOBPING_GRACE_MINUTES", defaults["JOBPING_GRACE_MINUTES"]),
+        max_attempts=_positive_int(env, "JOBPING_MAX_ATTEMPTS", defaults["JOBPING_MAX_ATTEMPTS"]) or 3,
+        sensor_interval_seconds=_positive_int(
+            env, "JOBPING_SENSOR_INTERVAL_SECONDS", defaults["JOBPING_SENSOR_INTERVAL_SECONDS"]
+        )
+        or 30,
     )
 
 

@@ -117,12 +117,15 @@ class JobsSql:
                 " embedded_at timestamptz,"
                 " attempts integer NOT NULL DEFAULT 0,"
                 " last_error text,"
-                " queued_at timestamptz NOT NULL DEFAULT now())"
+                " changed_at timestamptz NOT NULL DEFAULT now())"
             ).format(
                 job_state=self._state("job_state"),
                 id_type=sql.SQL(self.id_type),
                 chunks=self._state("chunks"),
             ),
+            sql.SQL(
+                "CREATE TABLE IF NOT EXISTS {} (key text PRIMARY KEY, value text NOT NULL)"
+            ).format(self._state("meta")),
             sql.SQL("CREATE INDEX IF NOT EXISTS job_state_chunk ON {} (chunk_no)").format(
                 self._state("job_state")
             ),
@@ -152,9 +155,11 @@ class JobsSql:
             "BEGIN\n"
             "  IF TG_OP = 'INSERT' THEN\n"
             "    INSERT INTO {job_state} AS s (job_id) SELECT n.{id} FROM new_rows n\n"
-            "    ON CONFLICT (job_id) DO UPDATE SET text_version = s.text_version + 1;\n"
+            "    ON CONFLICT (job_id) DO UPDATE\n"
+            "    SET text_version = s.text_version + 1, changed_at = now(), attempts = 0;\n"
             "  ELSIF TG_OP = 'UPDATE' THEN\n"
-            "    UPDATE {job_state} AS s SET text_version = s.text_version + 1\n"
+            "    UPDATE {job_state} AS s\n"
+            "    SET text_version = s.text_version + 1, changed_at = now(), attempts = 0\n"
             "    FROM old_rows o JOIN new_rows n ON n.{id} = o.{id}\n"
             "    WHERE s.job_id = n.{id} AND ({changed});\n"
             "  ELSIF TG_OP = 'DELETE' THEN\n"
@@ -256,7 +261,7 @@ class JobsSql:
             sql.SQL("j.{}").format(sql.Identifier(column)) for column in self.text_columns
         )
         return sql.SQL(
-            "SELECT s.job_id, s.text_version, s.text_hash, s.model_id, s.embedded_version,"
+            "SELECT s.job_id, s.text_version, s.text_hash, s.model_id, s.embedded_version, s.attempts,"
             " j.{id} IS NOT NULL AS job_exists, j.{embedding} IS NOT NULL AS has_embedding, {columns} "
             "FROM {job_state} s JOIN {chunks} c ON c.chunk_no = s.chunk_no "
             "LEFT JOIN {jobs} j ON j.{id} = s.job_id "
@@ -302,27 +307,106 @@ class JobsSql:
             self._state("job_state"), self._id_array
         )
 
-    # --- coverage -----------------------------------------------------------------------------
+    # --- meta -----------------------------------------------------------------------------------
 
-    def coverage(self) -> sql.Composed:
-        """Counts over every job: total, fresh (embedded from its current text by ``%(model_id)s``),
-        stale (embedded, but by another model or from older text), missing, unregistered, failed."""
+    def read_meta(self) -> sql.Composed:
+        return sql.SQL("SELECT key, value FROM {}").format(self._state("meta"))
+
+    def write_meta(self) -> sql.Composed:
         return sql.SQL(
-            "SELECT count(*) AS total,"
-            " count(*) FILTER (WHERE j.{embedding} IS NOT NULL AND s.model_id = %(model_id)s"
-            "   AND s.embedded_version = s.text_version) AS fresh,"
-            " count(*) FILTER (WHERE j.{embedding} IS NOT NULL AND (s.model_id IS DISTINCT FROM %(model_id)s"
-            "   OR s.embedded_version IS DISTINCT FROM s.text_version)) AS stale,"
-            " count(*) FILTER (WHERE j.{embedding} IS NULL) AS missing,"
-            " count(*) FILTER (WHERE s.chunk_no IS NULL) AS unregistered,"
-            " count(*) FILTER (WHERE s.last_error IS NOT NULL) AS failed "
-            "FROM {jobs} j LEFT JOIN {job_state} s ON s.job_id = j.{id}"
+            "INSERT INTO {} (key, value) VALUES (%s, %s) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+        ).format(self._state("meta"))
+
+    def mark_every_job_dirty(self) -> sql.Composed:
+        return sql.SQL(
+            "UPDATE {} SET text_version = text_version + 1, changed_at = now(), attempts = 0"
+        ).format(self._state("job_state"))
+
+    # --- sensor -------------------------------------------------------------------------------
+
+    def dirty_chunks(self) -> sql.Composed:
+        """Chunks with a job whose text changed since its last embedding (or never embedded) and
+        that has attempts left. Served by the partial index job_state_dirty: no table scan."""
+        return sql.SQL(
+            "SELECT c.chunk_key, count(*) FROM {job_state} s JOIN {chunks} c ON c.chunk_no = s.chunk_no "
+            "WHERE s.embedded_version IS DISTINCT FROM s.text_version AND s.attempts < %(max_attempts)s "
+            "GROUP BY c.chunk_no, c.chunk_key ORDER BY c.chunk_no"
+        ).format(job_state=self._state("job_state"), chunks=self._state("chunks"))
+
+    def chunk_count(self) -> sql.Composed:
+        return sql.SQL("SELECT count(*) FROM {}").format(self._state("chunks"))
+
+    # --- checks -------------------------------------------------------------------------------
+
+    def _job_status(self, eligible_column: str | None) -> sql.Composed:
+        """One row per eligible job with its freshness classified (shared by every check query).
+        fresh: embedded from its current text by %(model_id)s; young: added or edited within the
+        grace period and not failed (so pending if not fresh); stale: has a vector, from another
+        model or older text; missing: no vector."""
+        eligible = (
+            sql.SQL("j.{} IS TRUE").format(sql.Identifier(eligible_column))
+            if eligible_column
+            else sql.SQL("TRUE")
+        )
+        return sql.SQL(
+            "SELECT j.{id} AS job_id, s.chunk_no, s.last_error, s.attempts,"
+            " (j.{embedding} IS NOT NULL AND s.model_id = %(model_id)s"
+            "  AND s.embedded_version = s.text_version) AS fresh,"
+            " (s.changed_at > now() - make_interval(mins => %(grace_minutes)s)"
+            "  AND s.last_error IS NULL) AS young,"
+            " j.{embedding} IS NOT NULL AS has_vector "
+            "FROM {jobs} j LEFT JOIN {job_state} s ON s.job_id = j.{id} WHERE {eligible}"
         ).format(
+            id=self._id,
             embedding=self._embedding,
             jobs=self._jobs,
             job_state=self._state("job_state"),
-            id=self._id,
+            eligible=eligible,
         )
+
+    def coverage(self, eligible_column: str | None) -> sql.Composed:
+        """Counts over the eligible jobs: eligible, fresh, pending, stale, missing, failed."""
+        return sql.SQL(
+            "SELECT count(*),"
+            " count(*) FILTER (WHERE fresh),"
+            " count(*) FILTER (WHERE NOT fresh AND young IS TRUE),"
+            " count(*) FILTER (WHERE NOT fresh AND young IS NOT TRUE AND has_vector),"
+            " count(*) FILTER (WHERE NOT fresh AND young IS NOT TRUE AND NOT has_vector),"
+            " count(*) FILTER (WHERE NOT fresh AND last_error IS NOT NULL) "
+            "FROM ({status}) AS status"
+        ).format(status=self._job_status(eligible_column))
+
+    def problem_jobs(self, eligible_column: str | None, *, in_chunks: bool) -> sql.Composed:
+        """Eligible jobs that are neither fresh nor pending, with their errors (for check metadata);
+        with ``in_chunks``, only those of the chunks ``%(chunk_keys)s``, pending ones included."""
+        if in_chunks:
+            where = sql.SQL(
+                "NOT fresh AND chunk_no IN (SELECT chunk_no FROM {} WHERE chunk_key = ANY(%(chunk_keys)s))"
+            ).format(self._state("chunks"))
+        else:
+            where = sql.SQL("NOT fresh AND young IS NOT TRUE")
+        return sql.SQL(
+            "SELECT job_id::text, has_vector, attempts, last_error FROM ({status}) AS status "
+            "WHERE {where} ORDER BY last_error IS NULL, job_id LIMIT %(limit)s"
+        ).format(status=self._job_status(eligible_column), where=where)
+
+    def chunk_freshness(self, eligible_column: str | None) -> sql.Composed:
+        """Eligible and fresh job counts of the chunks ``%(chunk_keys)s``."""
+        return sql.SQL(
+            "SELECT count(*), count(*) FILTER (WHERE fresh), count(*) FILTER (WHERE NOT fresh AND last_error IS NOT NULL) "
+            "FROM ({status}) AS status "
+            "WHERE chunk_no IN (SELECT chunk_no FROM {chunks} WHERE chunk_key = ANY(%(chunk_keys)s))"
+        ).format(status=self._job_status(eligible_column), chunks=self._state("chunks"))
+
+    def vector_sanity(self) -> sql.Composed:
+        """Vectors whose length is not 1 (the pipeline writes normalized vectors; pgvector itself
+        refuses NaN and infinite values and enforces the column's dimension)."""
+        return sql.SQL(
+            "SELECT count(*), count(*) FILTER (WHERE abs(vector_norm({e}) - 1) > %(tolerance)s), "
+            "(array_agg({id}::text ORDER BY {id}) FILTER (WHERE abs(vector_norm({e}) - 1) > %(tolerance)s))[1:20] "
+            "FROM {jobs} WHERE {e} IS NOT NULL"
+        ).format(e=self._embedding, id=self._id, jobs=self._jobs)
 
 
 # --- demo data ------------------------------------------------------------------------------------

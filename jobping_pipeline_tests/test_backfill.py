@@ -33,7 +33,7 @@ def test_full_backfill_reaches_full_coverage_and_touches_nothing_else(database_u
 
     assert result.complete, lines
     assert (result.chunks_run, result.jobs_embedded) == (3, 200)
-    assert (result.coverage.total, result.coverage.fresh, result.coverage.percent) == (200, 200, 100.0)
+    assert (result.coverage.eligible, result.coverage.fresh, result.coverage.percent) == (200, 200, 100.0)
     assert loaded_model_count() == models_before, "the model must be loaded once per process"
     assert sorted(instance.get_dynamic_partitions(JOB_CHUNKS)) == ["000001", "000002", "000003"]
     runs = instance.get_runs(RunsFilter(job_name=EMBED_JOB))
@@ -62,7 +62,8 @@ def test_a_failing_batch_fails_the_run_with_the_error_visible(settings, encoder,
     assert not result.complete
     assert set(result.failed_chunks) == {"000001", "000002"}
     assert all("injected failure inside a batch" in message for message in result.failed_chunks.values())
-    assert result.coverage.fresh == 0 and result.coverage.failed == 50
+    assert (result.coverage.fresh, result.coverage.failed, result.coverage.pending) == (0, 50, 0)
+    assert result.coverage.percent == 0.0
     failed_runs = instance.get_runs(RunsFilter(statuses=[DagsterRunStatus.FAILURE]))
     assert len(failed_runs) == 2
     with psycopg.connect(settings.database_url) as connection:

@@ -75,34 +75,31 @@ def test_identical_texts_are_encoded_once(settings, encoder):
     assert len({bytes(v.to_numpy().tobytes()) for v in stored_vectors(settings).values()}) == 1
 
 
-def test_a_failing_batch_fails_loudly_and_marks_nothing_it_did_not_write(settings, encoder, monkeypatch):
-    store = prepared_store(settings, 40)
+def test_a_text_the_model_cannot_embed_fails_only_its_jobs_and_the_chunk(settings, encoder, monkeypatch):
+    store = load_demo(settings, 40)
+    with psycopg.connect(settings.database_url, autocommit=True) as connection:
+        connection.execute("UPDATE jobs SET description = 'POISON pill' WHERE id IN (20, 33)")
+    store.setup(384)
+    store.register_chunks(scan_table=True)
     real_encode = type(encoder).encode
-    batches = []
 
-    def encode_then_fail(self, texts, batch_size):
-        batches.append(len(texts))
-        if len(batches) == 2:
+    def encode_refusing_poison(self, texts, batch_size):
+        if any("POISON" in text for text in texts):
             raise RuntimeError("injected model failure")
         return real_encode(self, texts, batch_size)
 
-    monkeypatch.setattr(type(encoder), "encode", encode_then_fail)
-    with pytest.raises(EmbeddingFailed, match="injected model failure"):
+    monkeypatch.setattr(type(encoder), "encode", encode_refusing_poison)
+    with pytest.raises(EmbeddingFailed, match=r"2 jobs could not be embedded \(the other 38 were written\)") as raised:
         embed_chunk(store, encoder, "000001", batch_size=16)
+    assert "20 (encode failed: RuntimeError: injected model failure)" in str(raised.value)
     with psycopg.connect(settings.database_url) as connection:
-        embedded = connection.execute(
-            "SELECT count(*) FROM jobs j JOIN jobping_pipeline.job_state s ON s.job_id = j.id "
-            "WHERE j.embedding IS NOT NULL AND s.embedded_version = s.text_version"
-        ).fetchone()[0]
-        marked = connection.execute(
-            "SELECT count(*) FROM jobping_pipeline.job_state WHERE embedded_version IS NOT NULL"
-        ).fetchone()[0]
-        vectors = connection.execute("SELECT count(*) FROM jobs WHERE embedding IS NOT NULL").fetchone()[0]
-        errors = connection.execute(
-            "SELECT count(*), min(last_error) FROM jobping_pipeline.job_state WHERE last_error IS NOT NULL"
-        ).fetchone()
-    assert embedded == marked == vectors == 16
-    assert errors[0] == 16 and "injected model failure" in errors[1]
+        rows = connection.execute(
+            "SELECT j.id, j.embedding IS NOT NULL, s.embedded_version IS NOT NULL, s.attempts, s.last_error "
+            "FROM jobs j JOIN jobping_pipeline.job_state s ON s.job_id = j.id ORDER BY j.id"
+        ).fetchall()
+    failed = {row[0]: row for row in rows if row[0] in (20, 33)}
+    assert all(row[1:4] == (False, False, 1) and "injected model failure" in row[4] for row in failed.values())
+    assert all(row[1:4] == (True, True, 0) and row[4] is None for row in rows if row[0] not in failed)
 
 
 def test_unknown_chunk_is_an_error(settings, encoder):

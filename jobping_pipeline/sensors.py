@@ -1,0 +1,143 @@
+"""The sensor that keeps ``job_embeddings`` complete without anyone running anything.
+
+Each tick: make sure setup matches the configuration, put queued new jobs into new chunks,
+make sure Dagster knows every chunk's partition key (restoring them on a fresh instance), and
+request one run per chunk with new or edited jobs, unless a run for that chunk is already
+queued or running. The model is never loaded by a tick, and every query is served by an index
+on the pipeline's own tables: no scan of the jobs table.
+
+A change of model is not acted on by the sensor: re-embedding a whole table is a deliberate,
+hours-long operation, so the coverage check reports those jobs as stale and the operator runs a
+backfill of all partitions (UI) or ``jobping-pipeline backfill``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable
+
+from dagster import (
+    AddDynamicPartitionsRequest,
+    DagsterInstance,
+    DagsterRunStatus,
+    DefaultSensorStatus,
+    RunRequest,
+    RunsFilter,
+    SensorDefinition,
+    SensorEvaluationContext,
+    SensorResult,
+    sensor,
+)
+
+from jobping_pipeline.database import JobStore
+from jobping_pipeline.partitions import JOB_CHUNKS
+from jobping_pipeline.resources import EmbeddingModel, JobsDatabase
+
+SENSOR_NAME = "new_and_changed_jobs"
+IN_PROGRESS = [
+    DagsterRunStatus.NOT_STARTED,
+    DagsterRunStatus.QUEUED,
+    DagsterRunStatus.STARTING,
+    DagsterRunStatus.STARTED,
+]
+PARTITION_TAG = "dagster/partition"
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
+
+
+@dataclass
+class TickPlan:
+    """What one tick decided, in plain data (tested without a daemon)."""
+
+    setup_changes: list[str] = field(default_factory=list)
+    new_chunks: list[str] = field(default_factory=list)
+    partitions_to_add: list[str] = field(default_factory=list)
+    chunks_to_run: list[tuple[str, int]] = field(default_factory=list)
+    chunks_in_flight: list[str] = field(default_factory=list)
+
+
+def chunks_in_flight(instance: DagsterInstance, chunk_keys: list[str]) -> set[str]:
+    """Chunk keys that a queued or running run (of any job, UI backfills included) covers."""
+    busy: set[str] = set()
+    for run in instance.get_runs(RunsFilter(statuses=IN_PROGRESS)):
+        tags = run.tags
+        if PARTITION_TAG in tags:
+            busy.add(tags[PARTITION_TAG])
+        elif RANGE_START_TAG in tags and RANGE_END_TAG in tags:
+            start, end = tags[RANGE_START_TAG], tags[RANGE_END_TAG]
+            busy.update(key for key in chunk_keys if start <= key <= end)
+    return busy
+
+
+def plan_tick(
+    store: JobStore,
+    known_partitions: Iterable[str],
+    in_flight: set[str] | None = None,
+    model: EmbeddingModel | None = None,
+) -> TickPlan:
+    """Decide a tick. ``model`` is loaded only when setup has never run (to size the column)."""
+    plan = TickPlan()
+    meta = store.meta()
+    configured_columns = ",".join(store.inspect(refresh=True).text_columns)
+    if meta.get("text_columns") != configured_columns:
+        if meta.get("embedding_dimensions"):
+            dimensions = int(meta["embedding_dimensions"])
+        elif model is not None:
+            dimensions = model.encoder().dimensions
+        else:
+            raise RuntimeError("the pipeline is not set up: run `jobping-pipeline setup`")
+        plan.setup_changes = store.setup(dimensions)
+        store.register_chunks(scan_table=True)
+    plan.new_chunks = store.register_chunks(scan_table=False)
+    all_keys = store.chunk_keys()
+    known = set(known_partitions)
+    plan.partitions_to_add = [key for key in all_keys if key not in known]
+    busy = in_flight or set()
+    for chunk_key, count in store.dirty_chunks():
+        if chunk_key in busy:
+            plan.chunks_in_flight.append(chunk_key)
+        else:
+            plan.chunks_to_run.append((chunk_key, count))
+    return plan
+
+
+def build_sensor(job, interval_seconds: int) -> SensorDefinition:
+    @sensor(
+        name=SENSOR_NAME,
+        job=job,
+        minimum_interval_seconds=interval_seconds,
+        default_status=DefaultSensorStatus.RUNNING,
+    )
+    def new_and_changed_jobs(
+        context: SensorEvaluationContext, jobs_database: JobsDatabase, embedding_model: EmbeddingModel
+    ) -> SensorResult:
+        """Catches new and edited jobs: registers new chunks as partitions of job_embeddings and
+        requests a run for every chunk with pending work, never twice while one is queued or
+        running. Restores partition keys from the database registry on a fresh instance."""
+        store = jobs_database.store()
+        instance = context.instance
+        known = instance.get_dynamic_partitions(JOB_CHUNKS)
+        registry_keys = store.chunk_keys()
+        plan = plan_tick(store, known, chunks_in_flight(instance, registry_keys), embedding_model)
+        for change in plan.setup_changes:
+            context.log.info(f"setup: {change}")
+        context.log.info(
+            f"{len(plan.new_chunks)} new chunks, {len(plan.partitions_to_add)} partitions added, "
+            f"{len(plan.chunks_to_run)} runs requested, {len(plan.chunks_in_flight)} chunks already in flight"
+        )
+        return SensorResult(
+            run_requests=[
+                RunRequest(
+                    partition_key=chunk_key,
+                    tags={"jobping/trigger": "sensor", "jobping/pending_jobs": str(count)},
+                )
+                for chunk_key, count in plan.chunks_to_run
+            ],
+            dynamic_partitions_requests=(
+                [AddDynamicPartitionsRequest(JOB_CHUNKS, plan.partitions_to_add)]
+                if plan.partitions_to_add
+                else []
+            ),
+        )
+
+    return new_and_changed_jobs
