@@ -64,20 +64,27 @@ def _run_failure_message(result) -> str:
     return "run failed"
 
 
+def register(settings: Settings, instance: DagsterInstance, encoder) -> tuple[JobStore, list[str], list[str]]:
+    """Setup (idempotent), chunks for every job not yet in one, and their partition keys in
+    Dagster. Returns the store, setup's changes and the new chunk keys."""
+    store = JobStore(settings)
+    changes = store.setup(encoder.dimensions)
+    new_keys = store.register_chunks(scan_table=True)
+    sync_partitions(instance, store.chunk_keys())
+    return store, changes, new_keys
+
+
 def run_backfill(
     settings: Settings, instance: DagsterInstance, say: Callable[[str], None] = print
 ) -> BackfillResult:
     """Embed every job that needs it; returns what happened, coverage included."""
     definitions = build_definitions(settings)
     model = definitions.resources["embedding_model"]
-    store = JobStore(settings)
     encoder = model.encoder()
-    changes = store.setup(encoder.dimensions)
+    store, changes, new_keys = register(settings, instance, encoder)
     for change in changes:
         say(f"setup: {change}")
-    new_keys = store.register_chunks(scan_table=True)
     all_keys = store.chunk_keys()
-    sync_partitions(instance, all_keys)
     pending = store.chunks_with_pending_work(encoder.model_id)
     total_jobs = sum(count for _, count in pending)
     say(

@@ -30,9 +30,13 @@ def coverage_metadata(coverage: Coverage, problems: list[ProblemJob]) -> dict:
 
 
 def evaluate_coverage(store: JobStore, model_id: str) -> AssetCheckResult:
-    """Fresh embeddings over eligible jobs; ERROR below 100%, jobs in the grace period excepted."""
+    """Fresh embeddings over eligible jobs; ERROR below 100%, jobs in the grace period excepted.
+    Jobs whose vector vanished behind the pipeline's back are also marked for the sensor."""
     coverage = store.coverage(model_id)
     problems = [] if coverage.complete else store.problem_jobs(model_id)
+    requeued = store.requeue_lost_vectors() if coverage.missing else 0
+    metadata = coverage_metadata(coverage, problems)
+    metadata["requeued_lost_vectors"] = requeued
     return AssetCheckResult(
         check_name="coverage",
         passed=coverage.complete,
@@ -41,7 +45,7 @@ def evaluate_coverage(store: JobStore, model_id: str) -> AssetCheckResult:
             f"{coverage.percent:.2f}% of {coverage.eligible - coverage.pending} due jobs have a fresh "
             f"embedding from {model_id} ({coverage.pending} pending within the grace period)"
         ),
-        metadata=coverage_metadata(coverage, problems),
+        metadata=metadata,
     )
 
 

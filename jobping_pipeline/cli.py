@@ -78,6 +78,28 @@ def _backfill(args: argparse.Namespace) -> int:
     return 0 if result.complete else EXIT_INCOMPLETE
 
 
+def _register(args: argparse.Namespace) -> int:
+    from dagster import DagsterInstance
+
+    from jobping_pipeline.backfill import register
+    from jobping_pipeline.encoder import ModelSpec, load_encoder
+
+    settings = load_settings()
+    ensure_dagster_home()
+    encoder = load_encoder(ModelSpec(settings.model_name, settings.device, settings.max_seq_length))
+    with DagsterInstance.get() as instance:
+        store, changes, new_keys = register(settings, instance, encoder)
+    for change in changes:
+        print(f"setup: {change}")
+    keys = store.chunk_keys()
+    print(
+        f"register: {len(keys)} chunks ({len(new_keys)} new)"
+        + (f", keys {keys[0]} to {keys[-1]}" if keys else "")
+        + "; materialize them from the UI or with `jobping-pipeline backfill`"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="jobping-pipeline",
@@ -95,6 +117,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--append", action="store_true", help="load even when the table already has jobs")
     demo.add_argument("--id-type", choices=("integer", "uuid"), default="integer", help="primary key type of a new table")
     demo.set_defaults(handler=_demo_data)
+
+    register = commands.add_parser(
+        "register", help="setup, then put unchunked jobs into chunks and register their partition keys with Dagster"
+    )
+    register.set_defaults(handler=_register)
 
     backfill = commands.add_parser("backfill", help="register chunks and embed every job that needs it, through Dagster")
     backfill.set_defaults(handler=_backfill)

@@ -379,6 +379,10 @@ class JobStore:
             except psycopg.errors.UndefinedTable:
                 return {}
 
+    def requeue_lost_vectors(self) -> int:
+        with self.connect(autocommit=True, vectors=False) as connection:
+            return connection.execute(self.statements().requeue_lost_vectors()).rowcount
+
     def dirty_chunks(self) -> list[tuple[str, int]]:
         """Chunks with new or edited jobs that have attempts left (cheap: a partial index)."""
         with self.connect(autocommit=True, vectors=False) as connection:

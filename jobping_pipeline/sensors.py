@@ -28,7 +28,9 @@ from dagster import (
     SensorResult,
     sensor,
 )
+from dagster._core.execution.backfill import BulkActionStatus
 
+from jobping_pipeline.assets import job_embeddings
 from jobping_pipeline.database import JobStore
 from jobping_pipeline.partitions import JOB_CHUNKS
 from jobping_pipeline.resources import EmbeddingModel, JobsDatabase
@@ -56,9 +58,24 @@ class TickPlan:
     chunks_in_flight: list[str] = field(default_factory=list)
 
 
-def chunks_in_flight(instance: DagsterInstance, chunk_keys: list[str]) -> set[str]:
-    """Chunk keys that a queued or running run (of any job, UI backfills included) covers."""
+def chunks_in_requested_backfills(instance: DagsterInstance) -> set[str]:
+    """Chunks that a requested asset backfill (from the UI, say) has yet to materialize: their
+    runs may not exist yet, but the backfill daemon will launch them."""
     busy: set[str] = set()
+    for backfill in instance.get_backfills(status=BulkActionStatus.REQUESTED):
+        data = backfill.asset_backfill_data
+        if data is None:
+            continue
+        for entry in data.get_targeted_partitions_without_materialization_status().iterate_asset_partitions():
+            if entry.asset_key == job_embeddings.key and entry.partition_key is not None:
+                busy.add(entry.partition_key)
+    return busy
+
+
+def chunks_in_flight(instance: DagsterInstance, chunk_keys: list[str]) -> set[str]:
+    """Chunk keys that a queued or running run (of any job, UI backfills included) or a
+    requested backfill covers."""
+    busy = chunks_in_requested_backfills(instance)
     for run in instance.get_runs(RunsFilter(statuses=IN_PROGRESS)):
         tags = run.tags
         if PARTITION_TAG in tags:

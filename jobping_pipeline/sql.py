@@ -323,6 +323,15 @@ class JobsSql:
             "UPDATE {} SET text_version = text_version + 1, changed_at = now(), attempts = 0"
         ).format(self._state("job_state"))
 
+    def requeue_lost_vectors(self) -> sql.Composed:
+        """Jobs recorded as embedded whose vector is gone (set to NULL behind the pipeline's back):
+        mark them dirty so the sensor embeds them again."""
+        return sql.SQL(
+            "UPDATE {job_state} AS s SET text_version = s.text_version + 1, changed_at = now() "
+            "FROM {jobs} j WHERE j.{id} = s.job_id AND j.{embedding} IS NULL "
+            "AND s.embedded_version = s.text_version"
+        ).format(job_state=self._state("job_state"), jobs=self._jobs, id=self._id, embedding=self._embedding)
+
     # --- sensor -------------------------------------------------------------------------------
 
     def dirty_chunks(self) -> sql.Composed:

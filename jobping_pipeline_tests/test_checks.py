@@ -1,0 +1,100 @@
+"""Asset checks on a real table: they pass only at full, fresh coverage and say what is missing."""
+
+import psycopg
+import pytest
+from dagster import AssetCheckSeverity, DagsterEventType, DagsterInstance
+
+from jobping_pipeline.backfill import run_backfill
+from jobping_pipeline.checks import evaluate_coverage, evaluate_vector_sanity
+from jobping_pipeline.database import JobStore
+from jobping_pipeline.definitions import CHECKS_JOB, build_definitions
+
+from .helpers import load_demo, make_settings
+
+MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+@pytest.fixture
+def instance():
+    with DagsterInstance.ephemeral() as instance:
+        yield instance
+
+
+@pytest.fixture
+def backfilled(database_url, encoder, instance):
+    settings = make_settings(database_url, JOBPING_CHUNK_SIZE="20", JOBPING_GRACE_MINUTES="0")
+    load_demo(settings, 30)
+    assert run_backfill(settings, instance, say=lambda line: None).complete
+    return settings
+
+
+def check_evaluations(settings, instance):
+    result = build_definitions(settings).resolve_job_def(CHECKS_JOB).execute_in_process(instance=instance)
+    assert result.success
+    return {
+        event.asset_check_evaluation_data.check_name: event.asset_check_evaluation_data
+        for event in result.all_events
+        if event.event_type == DagsterEventType.ASSET_CHECK_EVALUATION
+    }
+
+
+def test_checks_pass_at_full_coverage(backfilled, instance):
+    evaluations = check_evaluations(backfilled, instance)
+    assert set(evaluations) == {"coverage", "vector_sanity"}
+    coverage = evaluations["coverage"]
+    assert coverage.passed
+    assert coverage.metadata["coverage_percent"].value == 100.0
+    assert coverage.metadata["eligible"].value == coverage.metadata["fresh"].value == 30
+    assert evaluations["vector_sanity"].passed
+
+
+def test_coverage_fails_with_ids_and_passes_after_the_next_run(backfilled, instance):
+    with psycopg.connect(backfilled.database_url, autocommit=True) as connection:
+        new_id = connection.execute(
+            "INSERT INTO jobs (title, company) VALUES ('Forklift driver', 'Hafen Logistik') RETURNING id"
+        ).fetchone()[0]
+        connection.execute("UPDATE jobs SET embedding = NULL WHERE id = 7")
+    store = JobStore(backfilled)
+    result = evaluate_coverage(store, MODEL_ID)
+    assert not result.passed and result.severity == AssetCheckSeverity.ERROR
+    assert (result.metadata["missing"].value, result.metadata["fresh"].value) == (2, 29)
+    problems = result.metadata["problem_jobs"].value
+    assert f"- {new_id}: no vector" in problems and "- 7: no vector" in problems
+    assert result.metadata["requeued_lost_vectors"].value == 1
+    assert [key for key, _ in store.dirty_chunks()] == ["000001"]
+    assert run_backfill(backfilled, instance, say=lambda line: None).complete
+    assert evaluate_coverage(store, MODEL_ID).passed
+
+
+def test_grace_period_and_eligibility(database_url, encoder, instance):
+    settings = make_settings(database_url, JOBPING_CHUNK_SIZE="20", JOBPING_ELIGIBLE_COLUMN="is_active")
+    load_demo(settings, 20)
+    store = JobStore(settings)
+    store.setup(384)
+    store.register_chunks(scan_table=True)
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        active = connection.execute("SELECT count(*) FROM jobs WHERE is_active").fetchone()[0]
+    young = evaluate_coverage(store, MODEL_ID)
+    assert young.passed and young.metadata["pending"].value == active == young.metadata["eligible"].value
+    no_grace = make_settings(database_url, JOBPING_ELIGIBLE_COLUMN="is_active", JOBPING_GRACE_MINUTES="0")
+    assert not evaluate_coverage(JobStore(no_grace), MODEL_ID).passed
+    assert 0 < active < 20
+
+
+def test_a_model_change_makes_every_job_stale(backfilled):
+    result = evaluate_coverage(JobStore(backfilled), "some-other/model")
+    assert not result.passed
+    assert (result.metadata["stale"].value, result.metadata["fresh"].value) == (30, 0)
+
+
+def test_vector_sanity_catches_vectors_that_are_not_unit_length_and_dimension_drift(backfilled):
+    store = JobStore(backfilled)
+    with psycopg.connect(backfilled.database_url, autocommit=True) as connection:
+        connection.execute("UPDATE jobs SET embedding = array_fill(1.0, ARRAY[384])::vector WHERE id = 12")
+    result = evaluate_vector_sanity(store, 384)
+    assert not result.passed
+    assert result.metadata["not_unit_length"].value == 1 and result.metadata["not_unit_length_ids"].value == "12"
+    with psycopg.connect(backfilled.database_url, autocommit=True) as connection:
+        connection.execute("UPDATE jobs SET embedding = NULL WHERE id = 12")
+    assert evaluate_vector_sanity(store, 384).passed
+    assert not evaluate_vector_sanity(store, 768).passed

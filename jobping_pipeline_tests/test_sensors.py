@@ -1,0 +1,121 @@
+"""The sensor, evaluated through Dagster's sensor testing API on a real instance and database."""
+
+import psycopg
+import pytest
+from dagster import DagsterInstance, DagsterRunStatus, build_sensor_context
+
+from jobping_pipeline.definitions import EMBED_JOB, build_definitions
+from jobping_pipeline.partitions import JOB_CHUNKS
+from jobping_pipeline.resources import EmbeddingModel, resources_from_settings
+from jobping_pipeline.sensors import SENSOR_NAME
+
+from .helpers import load_demo, make_settings
+
+
+@pytest.fixture
+def instance():
+    with DagsterInstance.ephemeral() as instance:
+        yield instance
+
+
+def tick(settings, instance):
+    definitions = build_definitions(settings)
+    sensor = definitions.resolve_sensor_def(SENSOR_NAME)
+    context = build_sensor_context(instance=instance, resources=resources_from_settings(settings))
+    result = sensor(context)
+    for request in result.dynamic_partitions_requests:
+        instance.add_dynamic_partitions(JOB_CHUNKS, list(request.partition_keys))
+    return result
+
+
+def run_chunks(settings, instance, result):
+    job = build_definitions(settings).resolve_job_def(EMBED_JOB)
+    for request in result.run_requests:
+        assert job.execute_in_process(instance=instance, partition_key=request.partition_key).success
+
+
+def requested(result):
+    return [request.partition_key for request in result.run_requests]
+
+
+@pytest.fixture
+def covered(database_url, encoder, instance):
+    """30 demo jobs in chunks of 25, embedded through sensor-requested runs."""
+    settings = make_settings(database_url, JOBPING_CHUNK_SIZE="25")
+    store = load_demo(settings, 30)
+    store.setup(encoder.dimensions)
+    first = tick(settings, instance)
+    assert requested(first) == ["000001", "000002"]
+    assert instance.get_dynamic_partitions(JOB_CHUNKS) == ["000001", "000002"]
+    run_chunks(settings, instance, first)
+    return settings
+
+
+def test_a_covered_table_needs_nothing_and_loads_no_model(covered, instance, monkeypatch):
+    def no_model(self):
+        raise AssertionError("an idle tick must not load the model")
+
+    monkeypatch.setattr(EmbeddingModel, "encoder", no_model)
+    result = tick(covered, instance)
+    assert requested(result) == [] and result.dynamic_partitions_requests == []
+
+
+def test_new_jobs_get_a_new_chunk_and_a_run(covered, instance):
+    with psycopg.connect(covered.database_url, autocommit=True) as connection:
+        connection.execute(
+            "INSERT INTO jobs (title, company, description) VALUES "
+            "('Sous chef', 'Brasserie Lumiere', 'Paris kitchen'), ('Welder', 'Nordstahl', 'Night shifts')"
+        )
+    result = tick(covered, instance)
+    assert requested(result) == ["000003"]
+    assert instance.get_dynamic_partitions(JOB_CHUNKS)[-1] == "000003"
+    run_chunks(covered, instance, result)
+    assert requested(tick(covered, instance)) == []
+
+
+def test_edits_trigger_a_run_for_their_chunk_only_when_the_text_changes(covered, instance):
+    with psycopg.connect(covered.database_url, autocommit=True) as connection:
+        connection.execute("UPDATE jobs SET updated_at = now() + interval '1 hour', is_active = false")
+        connection.execute("UPDATE jobs SET embedding = embedding WHERE id < 5")
+        assert requested(tick(covered, instance)) == []
+        before = connection.execute("SELECT embedding::text FROM jobs WHERE id = 27").fetchone()
+        connection.execute("UPDATE jobs SET description = 'Completely new description' WHERE id = 27")
+    result = tick(covered, instance)
+    assert requested(result) == ["000002"]
+    run_chunks(covered, instance, result)
+    with psycopg.connect(covered.database_url) as connection:
+        assert connection.execute("SELECT embedding::text FROM jobs WHERE id = 27").fetchone() != before
+
+
+def test_no_second_run_while_one_is_queued(covered, instance):
+    with psycopg.connect(covered.database_url, autocommit=True) as connection:
+        connection.execute("UPDATE jobs SET title = 'Lead ' || title WHERE id IN (3, 28)")
+    job = build_definitions(covered).resolve_job_def(EMBED_JOB)
+    instance.create_run_for_job(job, tags={"dagster/partition": "000001"}, status=DagsterRunStatus.STARTED)
+    assert requested(tick(covered, instance)) == ["000002"]
+
+
+def test_jobs_out_of_attempts_are_not_retried_every_tick(covered, instance):
+    with psycopg.connect(covered.database_url, autocommit=True) as connection:
+        connection.execute("UPDATE jobs SET title = 'Broken' WHERE id = 4")
+        connection.execute("UPDATE jobping_pipeline.job_state SET attempts = 3, last_error = 'x' WHERE job_id = 4")
+    assert requested(tick(covered, instance)) == []
+
+
+def test_a_fresh_instance_gets_its_partition_keys_back(covered):
+    with DagsterInstance.ephemeral() as fresh:
+        result = tick(covered, fresh)
+        assert fresh.get_dynamic_partitions(JOB_CHUNKS) == ["000001", "000002"]
+        assert requested(result) == []
+
+
+def test_changing_the_text_columns_reinstalls_the_trigger_and_reembeds(covered, instance):
+    narrower = make_settings(covered.database_url, JOBPING_CHUNK_SIZE="25", JOBPING_TEXT_COLUMNS="title,description")
+    result = tick(narrower, instance)
+    assert requested(result) == ["000001", "000002"]
+    run_chunks(narrower, instance, result)
+    with psycopg.connect(covered.database_url, autocommit=True) as connection:
+        connection.execute("UPDATE jobs SET company = 'Renamed GmbH' WHERE id = 2")
+        assert requested(tick(narrower, instance)) == []
+        connection.execute("UPDATE jobs SET title = 'Renamed role' WHERE id = 2")
+    assert requested(tick(narrower, instance)) == ["000001"]
