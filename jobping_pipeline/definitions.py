@@ -11,7 +11,7 @@ from dagster import (
 )
 
 from jobping_pipeline.assets import CHUNK_CHECK, job_embeddings
-from jobping_pipeline.checks import coverage_check, vector_sanity_check
+from jobping_pipeline.checks import table_checks
 from jobping_pipeline.partitions import job_chunks
 from jobping_pipeline.resources import resources_from_settings
 from jobping_pipeline.sensors import build_sensor
@@ -32,7 +32,7 @@ embed_job_chunks = define_asset_job(
 
 embedding_checks = define_asset_job(
     CHECKS_JOB,
-    selection=AssetSelection.checks(coverage_check, vector_sanity_check),
+    selection=AssetSelection.checks(table_checks),
     description="Coverage and vector sanity of job_embeddings over the whole table.",
 )
 
@@ -49,7 +49,7 @@ def build_definitions(settings: Settings) -> Definitions:
     """Everything Dagster loads, wired to these settings."""
     return Definitions(
         assets=[job_embeddings],
-        asset_checks=[coverage_check, vector_sanity_check],
+        asset_checks=[table_checks],
         jobs=[embed_job_chunks, embedding_checks],
         sensors=[build_sensor(embed_job_chunks, settings.sensor_interval_seconds)],
         schedules=[embedding_checks_schedule],
