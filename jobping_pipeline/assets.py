@@ -15,7 +15,7 @@ from dagster import (
 )
 
 from jobping_pipeline.database import JobStore
-from jobping_pipeline.embedding import ChunkReport, EmbeddingFailed, embed_chunk
+from jobping_pipeline.embedding import ChunkReport, EmbeddingFailed, embed_chunk_with_retries
 from jobping_pipeline.partitions import job_chunks
 from jobping_pipeline.resources import EmbeddingModel, JobsDatabase
 
@@ -88,7 +88,9 @@ def job_embeddings(
     failures: list[str] = []
     for chunk_key in context.partition_keys:
         try:
-            report = embed_chunk(store, encoder, chunk_key, embedding_model.batch_size)
+            report = embed_chunk_with_retries(
+                store, encoder, chunk_key, embedding_model.batch_size, log=context.log
+            )
         except EmbeddingFailed as error:
             context.log.error(str(error))
             failures.append(str(error))

@@ -28,6 +28,7 @@ class BackfillResult:
     failed_chunks: dict[str, str] = field(default_factory=dict)
     coverage: Coverage | None = None
     run_ids: list[str] = field(default_factory=list)
+    seconds: float = 0.0
 
     @property
     def complete(self) -> bool:
@@ -74,10 +75,24 @@ def register(settings: Settings, instance: DagsterInstance, encoder) -> tuple[Jo
     return store, changes, new_keys
 
 
+# Measured here (benchmarks/throughput.py --index-rows): an HNSW index on the column cuts the
+# write rate from ~18,000 to ~1,300 rows/s at a few thousand rows, falling further as it grows.
+# Below this many pending jobs the index costs little; above it, building it once afterwards wins.
+DEFER_INDEX_ADVICE_THRESHOLD = 10_000
+
+
 def run_backfill(
-    settings: Settings, instance: DagsterInstance, say: Callable[[str], None] = print
+    settings: Settings,
+    instance: DagsterInstance,
+    say: Callable[[str], None] = print,
+    *,
+    defer_vector_indexes: bool = False,
 ) -> BackfillResult:
-    """Embed every job that needs it; returns what happened, coverage included."""
+    """Embed every job that needs it; returns what happened, coverage included.
+
+    With ``defer_vector_indexes``, HNSW/IVFFlat indexes on the embedding column are dropped for
+    the backfill and rebuilt at its end (their definitions are kept in the state schema, so an
+    interrupted backfill's indexes are rebuilt by the next setup)."""
     definitions = build_definitions(settings)
     model = definitions.resources["embedding_model"]
     encoder = model.encoder()
@@ -91,6 +106,36 @@ def run_backfill(
         f"{len(all_keys)} chunks ({len(new_keys)} new), {len(pending)} with pending work, "
         f"{total_jobs} jobs to embed with {encoder.model_id} on {encoder.device}"
     )
+    indexes = store.vector_indexes()
+    if indexes and defer_vector_indexes and total_jobs:
+        dropped = store.defer_vector_indexes()
+        say(f"vector indexes dropped for the backfill, rebuilt at its end: {', '.join(dropped)}")
+    elif indexes and total_jobs >= DEFER_INDEX_ADVICE_THRESHOLD:
+        say(
+            f"note: {', '.join(name for name, _, _ in indexes)} indexes the embedding column; every "
+            f"write also updates it ({total_jobs} jobs pending). Pass --defer-vector-indexes to drop "
+            "it now and build it once at the end (search has no index meanwhile)."
+        )
+    try:
+        result = _materialize_pending(definitions, instance, pending, total_jobs, say)
+    finally:
+        for name in store.restore_vector_indexes():
+            say(f"vector index {name} rebuilt")
+    result.coverage = store.coverage(encoder.model_id)
+    coverage = result.coverage
+    say(
+        f"coverage {coverage.percent:.2f}%: {coverage.fresh} of {coverage.eligible} jobs embedded and fresh"
+        + (f", {coverage.pending} pending" if coverage.pending else "")
+        + (f", {coverage.stale} stale" if coverage.stale else "")
+        + (f", {coverage.missing} missing" if coverage.missing else "")
+        + (f", {coverage.failed} with errors" if coverage.failed else "")
+        + f" ({result.jobs_embedded} embedded in {_format_duration(result.seconds)})"
+    )
+    return result
+
+
+def _materialize_pending(definitions, instance, pending, total_jobs, say) -> BackfillResult:
+    """One run of embed_job_chunks per chunk, in this process, with a progress line each."""
     job = definitions.resolve_job_def(EMBED_JOB)
     result = BackfillResult()
     started = time.perf_counter()
@@ -124,14 +169,5 @@ def run_backfill(
             f"[{index}/{len(pending)}] chunk {chunk_key}: {count} pending, {status}; "
             f"{rate:.1f} jobs/s, ETA {_format_duration(eta)}"
         )
-    result.coverage = store.coverage(encoder.model_id)
-    coverage = result.coverage
-    say(
-        f"coverage {coverage.percent:.2f}%: {coverage.fresh} of {coverage.eligible} jobs embedded and fresh"
-        + (f", {coverage.pending} pending" if coverage.pending else "")
-        + (f", {coverage.stale} stale" if coverage.stale else "")
-        + (f", {coverage.missing} missing" if coverage.missing else "")
-        + (f", {coverage.failed} with errors" if coverage.failed else "")
-        + f" ({result.jobs_embedded} embedded in {_format_duration(time.perf_counter() - started)})"
-    )
+    result.seconds = time.perf_counter() - started
     return result

@@ -32,12 +32,12 @@ def ensure_dagster_home() -> Path:
 
 def _setup(args: argparse.Namespace) -> int:
     from jobping_pipeline.database import JobStore
-    from jobping_pipeline.encoder import ModelSpec, load_encoder
+    from jobping_pipeline.encoder import load_encoder, spec_from_settings
 
     settings = load_settings()
     store = JobStore(settings)
     store.inspect()
-    encoder = load_encoder(ModelSpec(settings.model_name, settings.device, settings.max_seq_length))
+    encoder = load_encoder(spec_from_settings(settings))
     changes = store.setup(encoder.dimensions)
     for change in changes:
         print(f"setup: {change}")
@@ -72,7 +72,12 @@ def _backfill(args: argparse.Namespace) -> int:
     settings = load_settings()
     ensure_dagster_home()
     with DagsterInstance.get() as instance:
-        result = run_backfill(settings, instance, say=lambda line: print(line, flush=True))
+        result = run_backfill(
+            settings,
+            instance,
+            say=lambda line: print(line, flush=True),
+            defer_vector_indexes=args.defer_vector_indexes,
+        )
     for chunk_key, message in result.failed_chunks.items():
         print(f"chunk {chunk_key} failed: {message}", file=sys.stderr)
     return 0 if result.complete else EXIT_INCOMPLETE
@@ -82,11 +87,11 @@ def _register(args: argparse.Namespace) -> int:
     from dagster import DagsterInstance
 
     from jobping_pipeline.backfill import register
-    from jobping_pipeline.encoder import ModelSpec, load_encoder
+    from jobping_pipeline.encoder import load_encoder, spec_from_settings
 
     settings = load_settings()
     ensure_dagster_home()
-    encoder = load_encoder(ModelSpec(settings.model_name, settings.device, settings.max_seq_length))
+    encoder = load_encoder(spec_from_settings(settings))
     with DagsterInstance.get() as instance:
         store, changes, new_keys = register(settings, instance, encoder)
     for change in changes:
@@ -124,6 +129,11 @@ def build_parser() -> argparse.ArgumentParser:
     register.set_defaults(handler=_register)
 
     backfill = commands.add_parser("backfill", help="register chunks and embed every job that needs it, through Dagster")
+    backfill.add_argument(
+        "--defer-vector-indexes",
+        action="store_true",
+        help="drop HNSW/IVFFlat indexes on the embedding column during the backfill, rebuild them after",
+    )
     backfill.set_defaults(handler=_backfill)
     return parser
 

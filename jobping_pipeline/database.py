@@ -6,6 +6,8 @@ Plain Python over psycopg 3, testable without Dagster. The statements themselves
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import logging
 import re
 from dataclasses import dataclass
@@ -268,11 +270,26 @@ class JobStore:
                         f"{self.settings.jobs_table}.{self.settings.id_column} is {table.id_type}: "
                         f"DROP SCHEMA {state_schema} CASCADE, then run setup and a backfill"
                     )
-            for statement in sql.create_state_schema():
-                connection.execute(statement)
-            for statement in sql.install_change_capture():
+            schema_statement, *table_statements = sql.create_state_schema()
+            if connection.execute(statements.SCHEMA_EXISTS, (state_schema,)).fetchone() is None:
+                connection.execute(schema_statement)
+            for statement in table_statements:
                 connection.execute(statement)
             meta = dict(connection.execute(sql.read_meta()).fetchall())
+            # Triggers are (re)installed only when missing or different, so a role that owns only
+            # the state schema can run setup (and backfills) once an owner has set the table up.
+            capture = sql.install_change_capture()
+            signature = hashlib.sha256(
+                "\n".join(statement.as_string(connection) for statement in capture).encode()
+            ).hexdigest()
+            installed = connection.execute(
+                statements.CAPTURE_TRIGGER_COUNT,
+                (self.settings.jobs_table.schema, self.settings.jobs_table.name),
+            ).fetchone()[0]
+            if meta.get("change_capture") != signature or installed != len(statements.CAPTURE_OPERATIONS):
+                for statement in capture:
+                    connection.execute(statement)
+                connection.execute(sql.write_meta(), ("change_capture", signature))
             text_columns = ",".join(table.text_columns)
             recorded_columns = meta.get("text_columns")
             if recorded_columns is not None and recorded_columns != text_columns:
@@ -285,6 +302,8 @@ class JobStore:
                 connection.execute(sql.write_meta(), ("text_columns", text_columns))
             if meta.get("embedding_dimensions") != str(dimensions):
                 connection.execute(sql.write_meta(), ("embedding_dimensions", str(dimensions)))
+            for index_name in self.restore_vector_indexes(connection):
+                changes.append(f"rebuilt vector index {index_name} left deferred by an interrupted backfill")
             queued = connection.execute(sql.enqueue_unregistered_jobs()).rowcount
             if queued:
                 changes.append(f"queued {queued} jobs for chunking")
@@ -299,7 +318,7 @@ class JobStore:
         queues every job without state (a full scan: for setup and backfill, not sensor ticks)."""
         sql = self.statements()
         with self.connect(vectors=False) as connection:
-            connection.execute("SELECT pg_advisory_xact_lock(%s)", (statements.ADVISORY_LOCK_REGISTER,))
+            connection.execute(statements.REGISTER_LOCK, (statements.ADVISORY_LOCK_REGISTER,))
             if scan_table:
                 connection.execute(sql.enqueue_unregistered_jobs())
             (last,) = connection.execute(sql.last_chunk_no()).fetchone()
@@ -307,6 +326,73 @@ class JobStore:
             keys = [key for (key,) in connection.execute(sql.chunk_keys_after(), (last,))]
             connection.commit()
         return keys
+
+    # --- vector indexes during big backfills ----------------------------------------------------
+
+    def vector_indexes(self) -> list[tuple[str, str, str]]:
+        """(name, definition, method) of every HNSW or IVFFlat index on the embedding column."""
+        name = self.settings.jobs_table
+        with self.connect(autocommit=True, vectors=False) as connection:
+            return list(
+                connection.execute(
+                    statements.VECTOR_INDEXES, (name.schema, name.name, self.settings.embedding_column)
+                )
+            )
+
+    def defer_vector_indexes(self) -> list[str]:
+        """Drop the vector indexes on the embedding column, recording their definitions first so
+        that :meth:`restore_vector_indexes` (at the end of the backfill, or the next setup, if this
+        process dies) builds them again. Returns the names dropped."""
+        sql = self.statements()
+        dropped = []
+        with self.connect(vectors=False) as connection:
+            for index_name, definition, _ in self.vector_indexes():
+                connection.execute(sql.write_meta(), (statements.DEFERRED_INDEX_PREFIX + index_name, definition))
+                connection.execute(sql.drop_index(index_name))
+                dropped.append(index_name)
+            connection.commit()
+        return dropped
+
+    def restore_vector_indexes(self, connection: psycopg.Connection | None = None) -> list[str]:
+        """Build every index that :meth:`defer_vector_indexes` dropped and forget its record."""
+        sql = self.statements()
+        own = connection is None
+        connection = connection or self.connect(vectors=False)
+        restored = []
+        try:
+            rows = connection.execute(sql.read_meta()).fetchall()
+            for key, definition in rows:
+                if not key.startswith(statements.DEFERRED_INDEX_PREFIX):
+                    continue
+                index_name = key[len(statements.DEFERRED_INDEX_PREFIX) :]
+                exists = connection.execute(
+                    statements.INDEX_EXISTS, (self.settings.jobs_table.schema, index_name)
+                ).fetchone()
+                if not exists:
+                    connection.execute(definition)  # pg_get_indexdef() output, written by Postgres
+                connection.execute(sql.delete_meta(), (key,))
+                restored.append(index_name)
+            if own:
+                connection.commit()
+        finally:
+            if own:
+                connection.close()
+        return restored
+
+    @contextlib.contextmanager
+    def chunk_lock(self, connection: psycopg.Connection, chunk_key: str):
+        """Hold the chunk's advisory lock: a second run of the same chunk waits, then finds the
+        work done instead of doing it twice."""
+        sql = self.statements()
+        connection.execute(sql.chunk_lock(), (statements.ADVISORY_LOCK_CHUNK, chunk_key))
+        connection.commit()
+        try:
+            yield
+        finally:
+            if not connection.closed:
+                connection.rollback()
+                connection.execute(sql.chunk_unlock(), (statements.ADVISORY_LOCK_CHUNK, chunk_key))
+                connection.commit()
 
     def existing_job_count(self) -> int | None:
         """Rows in the jobs table, or None when it does not exist."""
@@ -338,7 +424,8 @@ class JobStore:
 
     def coverage(self, model_id: str) -> Coverage:
         """Freshness of every eligible job (``JOBPING_ELIGIBLE_COLUMN``, grace period applied)."""
-        with self.connect(autocommit=True, vectors=False) as connection:
+        with self.connect(autocommit=True, vectors=False) as connection, connection.transaction():
+            connection.execute(statements.COVERAGE_WORK_MEM)
             row = connection.execute(
                 self.statements().coverage(self.settings.eligible_column), self._check_parameters(model_id)
             ).fetchone()

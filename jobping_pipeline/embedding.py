@@ -14,9 +14,11 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+import psycopg
 
-from jobping_pipeline.database import JobStore
+from jobping_pipeline.database import DatabaseUnavailable, JobStore
 from jobping_pipeline.encoder import Encoder
+from jobping_pipeline.settings import redact_url
 from jobping_pipeline.texts import build_text, text_hash
 
 logger = logging.getLogger(__name__)
@@ -72,52 +74,114 @@ def _validate(vectors: np.ndarray, count: int, dimensions: int) -> None:
 
 
 def embed_chunk(store: JobStore, encoder: Encoder, chunk_key: str, batch_size: int) -> ChunkReport:
-    """Bring every job of ``chunk_key`` up to date with ``encoder``; raise on any failure."""
+    """Bring every job of ``chunk_key`` up to date with ``encoder``; raise on any failure.
+
+    Holds the chunk's advisory lock throughout, so a concurrent run of the same chunk waits and
+    then finds nothing left to do."""
     started = time.perf_counter()
     report = ChunkReport(chunk_key=chunk_key)
+    failures: dict[str, str] = {}
+    with store.connect() as connection, store.chunk_lock(connection, chunk_key):
+        try:
+            pending = _read_pending(store, encoder, connection, chunk_key, report)
+            texts = sorted(pending.ids_by_text, key=len, reverse=True)
+            report.distinct_texts = len(texts)
+            if "" in pending.ids_by_text:
+                texts.remove("")
+                failures[""] = "no text to embed: every text column is empty or NULL"
+            if texts:
+                _encode_and_write(store, encoder, texts, pending, batch_size, report, failures)
+        finally:
+            report.wall_seconds = time.perf_counter() - started
+        if failures:
+            _record_and_raise(store, pending, failures, report)
+    return report
+
+
+TRANSIENT_ERRORS = (psycopg.OperationalError, DatabaseUnavailable)
+
+
+def embed_chunk_with_retries(
+    store: JobStore,
+    encoder: Encoder,
+    chunk_key: str,
+    batch_size: int,
+    *,
+    attempts: int = 5,
+    first_delay: float = 2.0,
+    log=logger,
+) -> ChunkReport:
+    """:func:`embed_chunk`, retried with exponential backoff (2, 4, 8, 16 s) when the database
+    drops the connection or restarts. What was committed before the drop is not redone; a
+    database that stays down fails with a clear message after about 30 s."""
+    delay = first_delay
+    for attempt in range(1, attempts + 1):
+        try:
+            return embed_chunk(store, encoder, chunk_key, batch_size)
+        except TRANSIENT_ERRORS as error:
+            if attempt == attempts:
+                raise DatabaseUnavailable(
+                    f"chunk {chunk_key}: the jobs database was unreachable in {attempts} attempts "
+                    f"over {first_delay * (2 ** (attempts - 1) - 1):.0f} s; last error: "
+                    f"{redact_url(_describe(error))}"
+                ) from error
+            log.warning(f"chunk {chunk_key}: database error ({redact_url(_describe(error))}); retry {attempt} in {delay:.0f} s")
+            time.sleep(delay)
+            delay *= 2
+    raise AssertionError("unreachable")
+
+
+def _read_pending(store: JobStore, encoder: Encoder, connection, chunk_key: str, report: ChunkReport) -> _Pending:
+    """Read the chunk, settle deleted and unchanged jobs, and return what needs the model."""
+    database_started = time.perf_counter()
     model_id = encoder.model_id
     pending = _Pending()
+    rows = store.read_chunk(connection, chunk_key)
+    if not rows and not store.chunk_exists(chunk_key):
+        raise UnknownChunk(
+            f"chunk {chunk_key!r} is not in the registry; run `jobping-pipeline backfill` "
+            "(or let the sensor run) to register chunks"
+        )
+    report.jobs = len(rows)
+    deleted: list[Any] = []
+    unchanged_ids: list[Any] = []
+    unchanged_hashes: list[bytes] = []
+    unchanged_versions: list[int] = []
+    for row in rows:
+        if not row.exists:
+            deleted.append(row.job_id)
+            continue
+        text = build_text(row.values)
+        digest = text_hash(text)
+        if row.has_embedding and row.model_id == model_id and row.text_hash == digest:
+            if row.embedded_version != row.text_version:
+                unchanged_ids.append(row.job_id)
+                unchanged_hashes.append(digest)
+                unchanged_versions.append(row.text_version)
+            report.unchanged += 1
+            continue
+        pending.ids_by_text.setdefault(text, []).append(row.job_id)
+        pending.hash_by_text[text] = digest
+        pending.versions[row.job_id] = row.text_version
+    store.forget_jobs(connection, deleted)
+    store.record_unchanged(connection, unchanged_ids, unchanged_hashes, unchanged_versions, model_id)
+    report.deleted += len(deleted)
+    connection.commit()  # no transaction stays open while the model works
+    report.database_seconds += time.perf_counter() - database_started
+    return pending
 
-    with store.connect() as connection:
-        database_started = time.perf_counter()
-        rows = store.read_chunk(connection, chunk_key)
-        if not rows and not store.chunk_exists(chunk_key):
-            raise UnknownChunk(
-                f"chunk {chunk_key!r} is not in the registry; run `jobping-pipeline backfill` "
-                "(or let the sensor run) to register chunks"
-            )
-        report.jobs = len(rows)
-        deleted: list[Any] = []
-        unchanged_ids: list[Any] = []
-        unchanged_hashes: list[bytes] = []
-        unchanged_versions: list[int] = []
-        for row in rows:
-            if not row.exists:
-                deleted.append(row.job_id)
-                continue
-            text = build_text(row.values)
-            digest = text_hash(text)
-            if row.has_embedding and row.model_id == model_id and row.text_hash == digest:
-                if row.embedded_version != row.text_version:
-                    unchanged_ids.append(row.job_id)
-                    unchanged_hashes.append(digest)
-                    unchanged_versions.append(row.text_version)
-                report.unchanged += 1
-                continue
-            pending.ids_by_text.setdefault(text, []).append(row.job_id)
-            pending.hash_by_text[text] = digest
-            pending.versions[row.job_id] = row.text_version
-        store.forget_jobs(connection, deleted)
-        store.record_unchanged(connection, unchanged_ids, unchanged_hashes, unchanged_versions, model_id)
-        report.deleted += len(deleted)
-        report.database_seconds += time.perf_counter() - database_started
 
-    texts = sorted(pending.ids_by_text, key=len, reverse=True)
-    report.distinct_texts = len(texts)
-    if texts:
-        _encode_and_write(store, encoder, texts, pending, batch_size, report)
-    report.wall_seconds = time.perf_counter() - started
-    return report
+def _record_and_raise(store: JobStore, pending: _Pending, failures: dict[str, str], report: ChunkReport) -> None:
+    failed_jobs: list[str] = []
+    for text, reason in failures.items():
+        job_ids = pending.ids_by_text[text]
+        store.record_failure(job_ids, reason)
+        failed_jobs.extend(f"{job_id} ({reason})" for job_id in job_ids)
+    report.failed = len(failed_jobs)
+    raise EmbeddingFailed(
+        f"chunk {report.chunk_key}: {len(failed_jobs)} jobs could not be embedded "
+        f"(the other {report.embedded} were written): " + "; ".join(failed_jobs[:20])
+    )
 
 
 def _describe(error: Exception) -> str:
@@ -156,19 +220,20 @@ def _encode_and_write(
     pending: _Pending,
     batch_size: int,
     report: ChunkReport,
+    failures: dict[str, str],
 ) -> None:
     """Encode batch n+1 while a writer thread writes batch n (at most one write in flight).
-    Jobs whose text cannot be encoded are recorded as failed and the chunk raises at the end,
-    after every other job of it is written."""
+    Texts the model cannot encode go into ``failures``; every other job is written."""
     model_id = encoder.model_id
     connection = store.writer_connection()
     in_flight: Future | None = None
-    failures: dict[str, str] = {}
 
     def write(job_ids: list[Any], vectors: np.ndarray, hashes: list[bytes], versions: list[int]) -> None:
         write_started = time.perf_counter()
         try:
             written = store.write_batch(connection, job_ids, vectors, hashes, versions, model_id)
+        except psycopg.OperationalError:
+            raise  # the database went away: retried by embed_chunk_with_retries, not the jobs' fault
         except Exception as error:
             store.record_failure(job_ids, f"write failed: {_describe(error)}")
             raise EmbeddingFailed(
@@ -207,15 +272,3 @@ def _encode_and_write(
             in_flight = writer.submit(write, job_ids, job_vectors, hashes, versions)
         if in_flight is not None:
             in_flight.result()
-
-    if failures:
-        failed_jobs: list[str] = []
-        for text, reason in failures.items():
-            job_ids = pending.ids_by_text[text]
-            store.record_failure(job_ids, reason)
-            failed_jobs.extend(f"{job_id} ({reason})" for job_id in job_ids)
-        report.failed = len(failed_jobs)
-        raise EmbeddingFailed(
-            f"chunk {report.chunk_key}: {len(failed_jobs)} jobs could not be embedded "
-            f"(the other {report.embedded} were written): " + "; ".join(failed_jobs[:20])
-        )

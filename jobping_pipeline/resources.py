@@ -56,10 +56,13 @@ class EmbeddingModel(ConfigurableResource):
     model: str = BUNDLED_MODEL
     device: str = "auto"
     max_seq_length: Optional[int] = None
+    precision: str = "auto"
     batch_size: int = 64
 
     def spec(self) -> ModelSpec:
-        return ModelSpec(name=self.model, device=self.device, max_seq_length=self.max_seq_length)
+        return ModelSpec(
+            name=self.model, device=self.device, max_seq_length=self.max_seq_length, precision=self.precision
+        )
 
     def encoder(self) -> Encoder:
         return load_encoder(self.spec())
@@ -89,6 +92,7 @@ def resources_from_settings(settings: Settings) -> dict[str, ConfigurableResourc
             model=settings.model_name,
             device=settings.device,
             max_seq_length=settings.max_seq_length,
+            precision=settings.precision,
             batch_size=settings.batch_size,
         ),
     }

@@ -1,0 +1,337 @@
+"""Throughput, quality and scale benchmark of jobping-pipeline, side by side in one run.
+
+    python benchmarks/throughput.py --jobs 2000              # (a) bare model, (b) pipeline, (c) old system
+    python benchmarks/throughput.py --jobs 2000 --quality    # + speed and recall@10 of each compute path
+    python benchmarks/throughput.py --index-rows 3000        # + write rate with and without an HNSW index
+    python benchmarks/throughput.py --scale 1000000          # everything that is not the model, at scale
+
+Everything runs on a private embedded Postgres in a temporary folder; nothing is asserted, the
+figures are printed. Ratios are measured in the same process, same model, same settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import resource
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import psycopg
+from pgvector.psycopg import register_vector
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from dagster import DagsterInstance  # noqa: E402
+
+from jobping_pipeline.backfill import run_backfill  # noqa: E402
+from jobping_pipeline.database import JobStore, load_demo_jobs  # noqa: E402
+from jobping_pipeline.demo_data import generate_jobs  # noqa: E402
+from jobping_pipeline.embedded_postgres import embedded_server_url  # noqa: E402
+from jobping_pipeline.encoder import Encoder, ModelSpec, load_encoder  # noqa: E402
+from jobping_pipeline.sensors import plan_tick  # noqa: E402
+from jobping_pipeline.settings import load_settings  # noqa: E402
+from jobping_pipeline.texts import build_text, unique_in_order  # noqa: E402
+
+OLD_SYSTEM_BATCH = 50
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def new_database(admin_url: str, name: str) -> str:
+    with psycopg.connect(admin_url, autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        connection.execute(f'CREATE DATABASE "{name}"')
+    return admin_url.replace("/postgres?", f"/{name}?", 1)
+
+
+def settings_for(url: str, **extra: str):
+    return load_settings({"JOBPING_DATABASE_URL": url, **extra})
+
+
+def pipeline_texts(store: JobStore) -> list[str]:
+    """The distinct texts the pipeline embeds for this table, built the pipeline's way."""
+    columns = store.inspect().text_columns
+    with store.connect() as connection:
+        query = "SELECT " + ", ".join(f'"{c}"' for c in columns) + " FROM jobs ORDER BY id"
+        return unique_in_order(build_text(row) for row in connection.execute(query))
+
+
+@dataclass
+class Measured:
+    jobs: int
+    seconds: float
+
+    @property
+    def rate(self) -> float:
+        return self.jobs / self.seconds
+
+
+def measure_bare(encoder: Encoder, texts: list[str], batch_size: int) -> Measured:
+    started = time.perf_counter()
+    encoder.encode(texts, batch_size=batch_size)
+    return Measured(len(texts), time.perf_counter() - started)
+
+
+def measure_pipeline(url: str, chunk_size: int, jobs: int) -> tuple[Measured, dict]:
+    settings = settings_for(url, JOBPING_CHUNK_SIZE=str(chunk_size))
+    with DagsterInstance.ephemeral() as instance:
+        started = time.perf_counter()
+        result = run_backfill(settings, instance, say=lambda line: None)
+        seconds = time.perf_counter() - started
+        assert result.complete, result.failed_chunks
+        totals = {"encode_seconds": 0.0, "database_seconds": 0.0}
+        for run_id in result.run_ids:
+            for record in instance.get_records_for_run(run_id).records:
+                event = record.event_log_entry.dagster_event
+                if event is not None and event.is_step_materialization:
+                    metadata = event.step_materialization_data.materialization.metadata
+                    for key in totals:
+                        totals[key] += float(metadata[key].value)
+    return Measured(jobs, seconds), totals
+
+
+def measure_old_system(url: str, encoder: Encoder, columns: tuple[str, ...], jobs: int) -> Measured:
+    """What the system we replace did: fetch 50 jobs without an embedding, encode them, UPDATE
+    them one row at a time, commit, repeat."""
+    select = (
+        "SELECT id, " + ", ".join(f'"{c}"' for c in columns)
+        + f" FROM jobs WHERE embedding IS NULL ORDER BY id LIMIT {OLD_SYSTEM_BATCH}"
+    )
+    done = 0
+    started = time.perf_counter()
+    with psycopg.connect(url) as connection:
+        register_vector(connection)
+        while True:
+            rows = connection.execute(select).fetchall()
+            if not rows:
+                break
+            vectors = encoder.encode([build_text(row[1:]) for row in rows], batch_size=OLD_SYSTEM_BATCH)
+            for row, vector in zip(rows, vectors):
+                connection.execute("UPDATE jobs SET embedding = %s WHERE id = %s", (vector, row[0]))
+            connection.commit()
+            done += len(rows)
+    return Measured(done, time.perf_counter() - started)
+
+
+def top_k(vectors: np.ndarray, queries: np.ndarray, k: int = 10) -> np.ndarray:
+    return np.argsort(-(queries @ vectors.T), axis=1)[:, :k]
+
+
+def quality(texts: list[str], jobs_for_queries: list, batch_size: int) -> None:
+    """Speed and retrieval quality of each compute path against fp32 at the model's 256 tokens.
+    recall@10: overlap of a path's top-10 with fp32's top-10 for the same query; hit@10: the job
+    a query was written from is in the top 10."""
+    queries = [f"{job.title} in {job.location.split(',')[0]}" for job in jobs_for_queries]
+    sources = [
+        texts.index(build_text([job.title, job.company, job.location, job.categories, job.description]))
+        for job in jobs_for_queries
+    ]
+    reference = load_encoder(ModelSpec(precision="fp32"))
+    reference_vectors = reference.encode(texts, batch_size)
+    reference_top = top_k(reference_vectors, reference.encode(queries, batch_size))
+    print(f"\nquality over {len(texts)} texts, {len(queries)} queries (recall@10 vs fp32 at 256 tokens)")
+    print(f"{'path':<22}{'texts/s':>9}{'recall@10':>11}{'hit@10':>8}{'mean cos':>10}")
+    for precision, max_seq_length in (("fp32", None), ("bf16", None), ("fp32", 128), ("bf16", 128)):
+        encoder = load_encoder(ModelSpec(precision=precision, max_seq_length=max_seq_length))
+        encoder.encode(texts[:32], batch_size)  # warm-up
+        measured = measure_bare(encoder, texts, batch_size)
+        vectors = encoder.encode(texts, batch_size)
+        found = top_k(vectors, encoder.encode(queries, batch_size))
+        recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found, reference_top)])
+        hits = np.mean([source in row for source, row in zip(sources, found)])
+        cosine = float(np.mean(np.sum(vectors * reference_vectors, axis=1)))
+        label = f"{precision} @{max_seq_length or 256} tokens"
+        print(f"{label:<22}{measured.rate:>9.1f}{recall:>11.4f}{hits:>8.3f}{cosine:>10.5f}")
+
+
+def measure_index_writes(admin_url: str, rows: int) -> None:
+    """Write rate of the pipeline's write path with and without an HNSW index on the column."""
+    url = new_database(admin_url, "bench_index")
+    settings = settings_for(url)
+    store = JobStore(settings)
+    load_demo_jobs(store, generate_jobs(rows, seed=3))
+    store.setup(384)
+    store.register_chunks(scan_table=True)
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(rows, 384)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    with store.connect() as connection:
+        ids = [row[0] for row in connection.execute("SELECT id FROM jobs ORDER BY id")]
+    print(f"\nwrites of {rows} vectors, batches of 64 (UPDATE ... FROM unnest, binary)")
+    for label, index_sql in (
+        ("no vector index", None),
+        ("HNSW (m=16, ef_construction=64)", "CREATE INDEX bench_hnsw ON jobs USING hnsw (embedding vector_cosine_ops)"),
+    ):
+        with store.connect(autocommit=True) as connection:
+            connection.execute("UPDATE jobs SET embedding = NULL")
+            connection.execute("DROP INDEX IF EXISTS bench_hnsw")
+            if index_sql:
+                connection.execute(index_sql)
+        writer = store.writer_connection()
+        started = time.perf_counter()
+        for start in range(0, rows, 64):
+            batch = ids[start : start + 64]
+            store.write_batch(writer, batch, vectors[start : start + 64], [b"x" * 16] * len(batch), [1] * len(batch), "bench")
+        seconds = time.perf_counter() - started
+        writer.close()
+        print(f"  {label:<34}{rows / seconds:>10.0f} rows/s")
+    with store.connect(autocommit=True) as connection:
+        started = time.perf_counter()
+        connection.execute("DROP INDEX bench_hnsw")
+        connection.execute("CREATE INDEX bench_hnsw ON jobs USING hnsw (embedding vector_cosine_ops)")
+        print(f"  building the HNSW index afterwards on {rows} vectors: {time.perf_counter() - started:.2f} s")
+
+
+def measure_scale(admin_url: str, jobs: int) -> None:
+    """Everything that is not the model, on a table of ``jobs`` rows with random unit vectors."""
+    url = new_database(admin_url, "bench_scale")
+    settings = settings_for(url)
+    store = JobStore(settings)
+    load_demo_jobs(store, generate_jobs(0))
+    print(f"\nscale: {jobs} jobs")
+    started = time.perf_counter()
+    with store.connect(autocommit=True, vectors=False) as connection:
+        connection.execute(
+            "INSERT INTO jobs (title, company, location, description, categories) "
+            "SELECT 'Job ' || g, 'Company ' || (g %% 5000), 'City ' || (g %% 300), "
+            "repeat('Responsibilities and requirements of the role. ', 20 + g %% 60), ARRAY['Cat ' || (g %% 15)] "
+            "FROM generate_series(1, %s) g",
+            (jobs,),
+        )
+    print(f"  load {jobs} rows: {time.perf_counter() - started:.1f} s")
+    started = time.perf_counter()
+    store.setup(384)
+    keys = store.register_chunks(scan_table=True)
+    print(f"  setup + register {len(keys)} chunks: {time.perf_counter() - started:.1f} s (target <= 60 s)")
+    started = time.perf_counter()
+    with store.connect(autocommit=True) as connection:
+        connection.execute(
+            "UPDATE jobs SET embedding = (SELECT array_agg(x)::vector FROM "
+            "(SELECT random() - 0.5 + 0 * length(jobs.title) AS x FROM generate_series(1, 384)) r)"
+        )
+        connection.execute("UPDATE jobs SET embedding = l2_normalize(embedding)")
+        connection.execute(
+            "UPDATE jobping_pipeline.job_state SET embedded_version = text_version, "
+            "model_id = 'sentence-transformers/all-MiniLM-L6-v2', text_hash = '\\x00'"
+        )
+        connection.execute("VACUUM ANALYZE jobs")
+        connection.execute("VACUUM ANALYZE jobping_pipeline.job_state")
+    print(f"  pre-fill random unit vectors: {time.perf_counter() - started:.1f} s")
+    timings = []
+    for _ in range(5):
+        started = time.perf_counter()
+        plan = plan_tick(store, keys, set())
+        timings.append(time.perf_counter() - started)
+        assert not plan.chunks_to_run and not plan.new_chunks
+    print(f"  idle sensor tick: median {1000 * sorted(timings)[2]:.0f} ms (target <= 100 ms)")
+    from jobping_pipeline.checks import evaluate_coverage
+
+    timings = []
+    for _ in range(3):
+        started = time.perf_counter()
+        result = evaluate_coverage(store, "sentence-transformers/all-MiniLM-L6-v2")
+        timings.append(time.perf_counter() - started)
+    print(
+        f"  coverage check: median {sorted(timings)[1]:.2f} s (target <= 2 s), "
+        f"passed={result.passed}, eligible={result.metadata['eligible'].value}"
+    )
+    with store.connect() as connection:
+        started = time.perf_counter()
+        rows = store.read_chunk(connection, keys[len(keys) // 2])
+        print(f"  read one chunk ({len(rows)} jobs): {1000 * (time.perf_counter() - started):.0f} ms")
+
+
+RUN_IN_CHILD = """
+import resource, sys
+from dagster import DagsterInstance
+from jobping_pipeline.backfill import run_backfill
+from jobping_pipeline.settings import load_settings
+settings = load_settings({"JOBPING_DATABASE_URL": sys.argv[1], "JOBPING_CHUNK_SIZE": sys.argv[2]})
+with DagsterInstance.ephemeral() as instance:
+    assert run_backfill(settings, instance, say=lambda line: None).complete
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+"""
+
+
+def measure_run_rss(admin_url: str, chunk_sizes: list[int]) -> None:
+    """Peak RSS of a process that backfills one chunk of each size (model load included)."""
+    import subprocess
+
+    print("\npeak RSS of a backfill process embedding one chunk (model, Dagster and data)")
+    for size in chunk_sizes:
+        url = new_database(admin_url, f"bench_rss_{size}")
+        load_demo_jobs(JobStore(settings_for(url)), generate_jobs(size, seed=5))
+        started = time.perf_counter()
+        output = subprocess.run(
+            [sys.executable, "-c", RUN_IN_CHILD, url, str(size)],
+            capture_output=True, text=True, check=True, cwd=Path(__file__).resolve().parent.parent,
+        ).stdout.strip().splitlines()[-1]
+        print(f"  chunk of {size:>6} jobs: {output} MB ({time.perf_counter() - started:.0f} s)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--jobs", type=int, default=2000, help="demo jobs for (a)/(b)/(c); 0 skips them")
+    parser.add_argument("--chunk-size", type=int, default=1000)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--precision", default=os.environ.get("JOBPING_PRECISION", "auto"))
+    parser.add_argument("--quality", action="store_true", help="speed and recall@10 of each compute path")
+    parser.add_argument("--index-rows", type=int, default=0, help="measure writes with an HNSW index")
+    parser.add_argument("--scale", type=int, default=0, help="jobs for the scale benchmark")
+    parser.add_argument("--run-rss", default="", help="comma-separated chunk sizes: peak RSS of a run each")
+    args = parser.parse_args()
+
+    os.environ["JOBPING_PRECISION"] = args.precision
+    os.environ["JOBPING_BATCH_SIZE"] = str(args.batch_size)
+    data_dir = Path(tempfile.mkdtemp(prefix="jobping-bench-"))
+    admin_url = embedded_server_url(data_dir, "postgres")
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+
+    if args.jobs:
+        encoder = load_encoder(ModelSpec(precision=args.precision))
+        print(f"model: {encoder.model_id} on {encoder.device}, precision {encoder.precision}, batch {args.batch_size}")
+        pipeline_url = new_database(admin_url, "bench_pipeline")
+        store = JobStore(settings_for(pipeline_url))
+        load_demo_jobs(store, generate_jobs(args.jobs, seed=1))
+        texts = pipeline_texts(store)
+        old_url = new_database(admin_url, "bench_old")
+        old_store = JobStore(settings_for(old_url))
+        load_demo_jobs(old_store, generate_jobs(args.jobs, seed=1))
+        old_store.setup(encoder.dimensions)
+        encoder.encode(texts[:32], args.batch_size)  # warm-up, same for all three
+
+        bare = measure_bare(encoder, texts, args.batch_size)
+        pipeline, totals = measure_pipeline(pipeline_url, args.chunk_size, args.jobs)
+        old = measure_old_system(old_url, encoder, store.inspect().text_columns, args.jobs)
+        other = pipeline.seconds - totals["encode_seconds"] - totals["database_seconds"]
+        print(f"\n{args.jobs} demo jobs ({len(texts)} distinct texts), chunks of {args.chunk_size}")
+        print(f"  (a) bare model.encode of the distinct texts: {bare.rate:7.1f} texts/s  ({bare.seconds:.1f} s)")
+        print(f"  (b) pipeline, full backfill through Dagster: {pipeline.rate:7.1f} jobs/s   ({pipeline.seconds:.1f} s)")
+        print(f"  (c) old system (50 at a time, row UPDATEs):  {old.rate:7.1f} jobs/s   ({old.seconds:.1f} s)")
+        print(f"  (b)/(a) = {pipeline.rate / bare.rate:.3f}   (b)/(c) = {pipeline.rate / old.rate:.2f}")
+        print(
+            f"  pipeline seconds: model {totals['encode_seconds']:.1f}, database {totals['database_seconds']:.1f} "
+            f"(overlapped with the model), everything else {max(other, 0):.1f}"
+        )
+        print(f"  peak RSS of this process: {peak_rss_mb():.0f} MB")
+        if args.quality:
+            quality(texts, list(generate_jobs(args.jobs, seed=1))[:: max(1, args.jobs // 200)], args.batch_size)
+    if args.index_rows:
+        measure_index_writes(admin_url, args.index_rows)
+    if args.scale:
+        measure_scale(admin_url, args.scale)
+    if args.run_rss:
+        measure_run_rss(admin_url, [int(size) for size in args.run_rss.split(",")])
+    print(f"\npeak RSS of this process: {peak_rss_mb():.0f} MB")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,234 @@
+"""Faults and bad input: killed processes, dropped connections, concurrent runs, edits and
+deletes mid-run, hostile text, bad vectors. Real Postgres, real model; the faults are injected."""
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import psycopg
+import pytest
+from pgvector.psycopg import register_vector
+
+from jobping_pipeline.database import DatabaseUnavailable, JobStore
+from jobping_pipeline.embedding import EmbeddingFailed, embed_chunk, embed_chunk_with_retries
+from jobping_pipeline.texts import build_text
+
+from .helpers import PROJECT_DIR, load_demo, make_settings
+
+STATE_COUNTS = """
+SELECT count(*) FILTER (WHERE j.embedding IS NOT NULL AND s.embedded_version IS NOT NULL),
+       count(*) FILTER (WHERE j.embedding IS NOT NULL AND s.embedded_version IS NULL),
+       count(*) FILTER (WHERE j.embedding IS NULL AND s.embedded_version IS NOT NULL)
+FROM jobs j JOIN jobping_pipeline.job_state s ON s.job_id = j.id
+"""
+
+EMBED_ONE_CHUNK = """
+import sys
+from jobping_pipeline.database import JobStore
+from jobping_pipeline.embedding import embed_chunk
+from jobping_pipeline.encoder import ModelSpec, load_encoder
+from jobping_pipeline.settings import load_settings
+store = JobStore(load_settings({"JOBPING_DATABASE_URL": sys.argv[1]}))
+encoder = load_encoder(ModelSpec(precision="fp32"))
+print("loaded", flush=True)
+embed_chunk(store, encoder, "000001", batch_size=4)
+"""
+
+
+def prepared(settings, jobs, **kwargs) -> JobStore:
+    store = load_demo(settings, jobs, **kwargs)
+    store.setup(384)
+    store.register_chunks(scan_table=True)
+    return store
+
+
+def counts(url):
+    with psycopg.connect(url) as connection:
+        return connection.execute(STATE_COUNTS).fetchone()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kill_after", [4, 40])
+def test_a_run_killed_mid_write_loses_nothing_and_resumes(database_url, encoder, kill_after):
+    settings = make_settings(database_url, JOBPING_CHUNK_SIZE="120")
+    prepared(settings, 120)
+    process = subprocess.Popen(
+        [sys.executable, "-c", EMBED_ONE_CHUNK, database_url],
+        cwd=PROJECT_DIR, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while counts(database_url)[0] < kill_after:
+            assert process.poll() is None, process.stderr.read()
+            assert time.monotonic() < deadline, "the run never committed a batch"
+            time.sleep(0.05)
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    committed, vector_without_state, state_without_vector = counts(database_url)
+    assert vector_without_state == 0 and state_without_vector == 0, "a batch was half written"
+    assert kill_after <= committed < 120
+    calls = encoder.calls
+    report = embed_chunk(JobStore(settings), encoder, "000001", batch_size=16)
+    assert (report.unchanged, report.embedded) == (committed, 120 - committed)
+    assert encoder.calls > calls
+    assert counts(database_url) == (120, 0, 0)
+
+
+def test_dropped_connections_are_retried_and_the_chunk_completes(settings, encoder, admin_url, monkeypatch):
+    store = prepared(settings, 40)
+    database = settings.database_url.split("/")[3].split("?")[0]
+    real_write = JobStore.write_batch
+    dropped = []
+
+    def write_then_drop(self, connection, *args):
+        written = real_write(self, connection, *args)
+        if not dropped:
+            dropped.append(True)
+            with psycopg.connect(admin_url, autocommit=True) as admin:
+                admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = %s AND pid <> pg_backend_pid()",
+                    (database,),
+                )
+        return written
+
+    monkeypatch.setattr(JobStore, "write_batch", write_then_drop)
+    report = embed_chunk_with_retries(store, encoder, "000001", batch_size=16, first_delay=0.2)
+    assert dropped and report.unchanged == 16 and report.embedded == 24
+    assert counts(settings.database_url) == (40, 0, 0)
+
+
+def test_a_database_that_stays_down_fails_fast_with_a_clear_message(encoder, tmp_path):
+    settings = make_settings(f"postgresql://bob:hunter2@/jobs?host={tmp_path}", JOBPING_CHUNK_SIZE="10")
+    started = time.monotonic()
+    with pytest.raises(DatabaseUnavailable) as raised:
+        embed_chunk_with_retries(JobStore(settings), encoder, "000001", batch_size=8, attempts=3, first_delay=0.1)
+    assert time.monotonic() - started < 30
+    message = str(raised.value)
+    assert "JOBPING_DATABASE_URL" in message and "unreachable in 3 attempts" in message
+    assert "hunter2" not in message
+
+
+def test_concurrent_runs_of_one_chunk_take_turns(settings, encoder):
+    store = prepared(settings, 40)
+    reports, errors = [], []
+
+    def run():
+        try:
+            reports.append(embed_chunk(JobStore(settings), encoder, "000001", batch_size=8))
+        except Exception as error:  # noqa: BLE001 - surfaced by the assertion below
+            errors.append(error)
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(300)
+    assert not errors and len(reports) == 2
+    assert sorted(report.embedded for report in reports) == [0, 40]
+    assert sorted(report.unchanged for report in reports) == [0, 40]
+    assert counts(settings.database_url) == (40, 0, 0)
+
+
+def test_jobs_edited_or_deleted_mid_run(settings, encoder, monkeypatch):
+    store = prepared(settings, 30)
+    real_encode = type(encoder).encode
+    fired = []
+
+    def encode_while_editing(self, texts, batch_size):
+        if not fired:
+            fired.append(True)
+            with psycopg.connect(settings.database_url, autocommit=True) as connection:
+                connection.execute("UPDATE jobs SET description = 'Edited during the run' WHERE id = 5")
+                connection.execute("DELETE FROM jobs WHERE id = 6")
+                connection.execute("ALTER TABLE jobs DISABLE TRIGGER jobping_capture_delete")
+                connection.execute("DELETE FROM jobs WHERE id = 7")
+                connection.execute("ALTER TABLE jobs ENABLE TRIGGER jobping_capture_delete")
+        return real_encode(self, texts, batch_size)
+
+    monkeypatch.setattr(type(encoder), "encode", encode_while_editing)
+    report = embed_chunk(store, encoder, "000001", batch_size=64)
+    assert (report.deleted, report.embedded) == (2, 28)  # both counted, whatever the trigger did
+    assert [key for key, _ in store.dirty_chunks()] == ["000001"]
+    monkeypatch.setattr(type(encoder), "encode", real_encode)
+    again = embed_chunk(store, encoder, "000001", batch_size=64)
+    assert (again.embedded, again.unchanged) == (1, 27)
+    with psycopg.connect(settings.database_url) as connection:
+        register_vector(connection)
+        stored = connection.execute("SELECT embedding FROM jobs WHERE id = 5").fetchone()[0].to_numpy()
+        text = build_text(connection.execute(
+            "SELECT title, company, location, categories, description FROM jobs WHERE id = 5"
+        ).fetchone())
+    assert "Edited during the run" in text
+    assert float(stored @ encoder.encode([text], 1)[0]) > 0.9999
+
+
+HOSTILE = {
+    "null description": ("Data analyst", "Acme", None),
+    "empty description": ("Data analyst", "Acme", ""),
+    "control characters": ("Koch\x01\x07", "Gasthaus\tKrone", "Line\x0bbreak\x1f and bell\x07"),
+    "replacement characters": ("Fahrer \ufffd", "\ufffdLogistik", "Text with \ufffd\ufffd where bytes were bad"),
+    "html": ("<b>Engineer</b>", "<script>alert(1)</script>", "<p>Build <a href='x'>things</a></p>&amp;"),
+    "emoji": ("Barista ☕🔥", "Café 😊", "Great team 🚀🚀 and 🍕 Fridays"),
+    "right to left": ("مهندس برمجيات", "شركة", "نبحث عن مهندس برمجيات ذو خبرة. מפתח תוכנה בכיר"),
+    "cjk": ("ソフトウェアエンジニア", "株式会社テスト", "我们正在寻找一名经验丰富的软件工程师。"),
+    "five megabytes": ("Archivist", "Big Library", "archive " * 655_360),
+}
+
+
+def test_hostile_text_embeds_or_fails_with_a_reason(settings, encoder):
+    store = load_demo(settings, 0)
+    with psycopg.connect(settings.database_url, autocommit=True) as connection:
+        for title, company, description in HOSTILE.values():
+            connection.execute(
+                "INSERT INTO jobs (title, company, description) VALUES (%s, %s, %s)", (title, company, description)
+            )
+        connection.execute("INSERT INTO jobs (title, company, description) VALUES ('   ', E'\\t', E' \\n ')")
+        connection.execute("INSERT INTO jobs (title, company) VALUES ('', '')")
+    store.setup(384)
+    store.register_chunks(scan_table=True)
+    with pytest.raises(EmbeddingFailed) as raised:
+        embed_chunk(store, encoder, "000001", batch_size=4)
+    message = str(raised.value)
+    assert "2 jobs could not be embedded (the other 9 were written)" in message
+    assert "10 (no text to embed" in message and "11 (no text to embed" in message
+    with psycopg.connect(settings.database_url) as connection:
+        register_vector(connection)
+        rows = connection.execute(
+            "SELECT j.id, j.title, j.company, j.location, j.categories, j.description, j.embedding, s.last_error "
+            "FROM jobs j JOIN jobping_pipeline.job_state s ON s.job_id = j.id ORDER BY j.id"
+        ).fetchall()
+    for row in rows[:9]:
+        text = build_text(row[1:6])
+        reference = encoder.model.encode([text], normalize_embeddings=True)[0]
+        stored = row[6].to_numpy()
+        assert float(stored @ reference) > 0.999, (row[0], text[:40])
+        assert row[7] is None
+    assert [row[6] is None and "no text to embed" in row[7] for row in rows[9:]] == [True, True]
+
+
+@pytest.mark.parametrize("bad", ["nan", "dimension"])
+def test_bad_vectors_are_never_written(settings, encoder, monkeypatch, bad):
+    store = prepared(settings, 12)
+    real_model_encode = encoder.model.encode
+
+    def broken(texts, **kwargs):
+        vectors = np.asarray(real_model_encode(texts, **kwargs))
+        if bad == "nan":
+            vectors[0, 3] = np.nan
+            return vectors
+        return vectors[:, :100]
+
+    monkeypatch.setattr(encoder.model, "encode", broken)
+    with pytest.raises(EmbeddingFailed) as raised:
+        embed_chunk(store, encoder, "000001", batch_size=4)
+    assert ("NaN" if bad == "nan" else "shape") in str(raised.value)
+    with psycopg.connect(settings.database_url) as connection:
+        assert connection.execute("SELECT count(*) FROM jobs WHERE embedding IS NOT NULL").fetchone() == (0,)
