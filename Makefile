@@ -9,7 +9,7 @@ PORT ?= 3000
 BIN := $(VENV)/bin
 export DAGSTER_HOME ?= $(CURDIR)
 
-.PHONY: install demo backfill test ui bench clean-data
+.PHONY: install demo backfill test ui bench bench-scale bench-gpu clean-data
 
 install: $(VENV)/.installed
 
@@ -34,6 +34,19 @@ test: install
 
 ui: install
 	$(BIN)/dagster dev -h $(HOST) -p $(PORT)
+
+# Figures, not assertions: (a) bare model, (b) pipeline, (c) old system side by side, compute
+# paths with recall@10, writes with an HNSW index.
+bench: install
+	$(BIN)/python benchmarks/throughput.py --jobs 2000 --quality --index-rows 3000
+
+# Everything that is not the model on 1,000,000 jobs, and peak RSS of runs by chunk size.
+bench-scale: install
+	$(BIN)/python benchmarks/throughput.py --jobs 0 --scale 1000000 --run-rss 1000,5000
+
+# On a CUDA machine: bigger batches and chunks keep the GPU busy.
+bench-gpu: install
+	$(BIN)/python benchmarks/throughput.py --jobs 20000 --chunk-size 5000 --batch-size 256 --index-rows 20000
 
 clean-data:
 	rm -rf .jobping storage logs history schedules

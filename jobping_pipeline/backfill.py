@@ -44,7 +44,7 @@ def sync_partitions(instance: DagsterInstance, chunk_keys: list[str]) -> list[st
     return missing
 
 
-def _format_duration(seconds: float) -> str:
+def format_duration(seconds: float) -> str:
     seconds = int(round(seconds))
     if seconds >= 3600:
         return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
@@ -129,7 +129,7 @@ def run_backfill(
         + (f", {coverage.stale} stale" if coverage.stale else "")
         + (f", {coverage.missing} missing" if coverage.missing else "")
         + (f", {coverage.failed} with errors" if coverage.failed else "")
-        + f" ({result.jobs_embedded} embedded in {_format_duration(result.seconds)})"
+        + f" ({result.jobs_embedded} embedded in {format_duration(result.seconds)})"
     )
     return result
 
@@ -167,7 +167,7 @@ def _materialize_pending(definitions, instance, pending, total_jobs, say) -> Bac
             status = f"FAILED (run {run.run_id}): {message.splitlines()[0]}"
         say(
             f"[{index}/{len(pending)}] chunk {chunk_key}: {count} pending, {status}; "
-            f"{rate:.1f} jobs/s, ETA {_format_duration(eta)}"
+            f"{rate:.1f} jobs/s, ETA {format_duration(eta)}"
         )
     result.seconds = time.perf_counter() - started
     return result

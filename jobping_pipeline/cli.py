@@ -39,9 +39,43 @@ def _setup(args: argparse.Namespace) -> int:
     store.inspect()
     encoder = load_encoder(spec_from_settings(settings))
     changes = store.setup(encoder.dimensions)
+    if args.index == "hnsw":
+        built = store.create_hnsw_index()
+        if built:
+            changes.append(f"built HNSW index {built[0]} in {built[1]:.1f} s")
     for change in changes:
         print(f"setup: {change}")
     print("setup: nothing to change" if not changes else f"setup: {len(changes)} changes made")
+    return 0
+
+
+def _search(args: argparse.Namespace) -> int:
+    import json
+
+    import pandas as pd
+
+    from jobping_pipeline.database import JobStore
+    from jobping_pipeline.encoder import load_encoder, spec_from_settings
+
+    if args.limit < 1:
+        raise ConfigError(f"--limit {args.limit}: ask for at least 1 result")
+    settings = load_settings()
+    store = JobStore(settings)
+    encoder = load_encoder(spec_from_settings(settings))
+    store.check_dimensions(encoder.dimensions)
+    query_vector = encoder.encode([args.query], batch_size=1)[0]
+    rows = store.nearest_jobs(query_vector, args.limit)
+    columns = ["id", "score", *store.inspect().text_columns[:3]]
+    frame = pd.DataFrame(rows, columns=columns)
+    frame["score"] = frame["score"].astype(float)
+    if args.json:
+        print(json.dumps(frame.to_dict(orient="records"), indent=2, default=str))
+    elif frame.empty:
+        print("no embedded jobs yet: run `jobping-pipeline backfill`")
+    else:
+        for column in columns[2:]:
+            frame[column] = frame[column].map(lambda value: ", ".join(value) if isinstance(value, list) else value)
+        print(frame.to_string(index=False, max_colwidth=48))
     return 0
 
 
@@ -105,6 +139,69 @@ def _register(args: argparse.Namespace) -> int:
     return 0
 
 
+def _status(args: argparse.Namespace) -> int:
+    import json
+
+    from dagster import DagsterInstance
+
+    from jobping_pipeline.backfill import format_duration
+    from jobping_pipeline.database import JobStore
+    from jobping_pipeline.encoder import spec_from_settings
+    from jobping_pipeline.status import collect_status, render
+
+    settings = load_settings()
+    store = JobStore(settings)
+    model_id = spec_from_settings(settings).model_id
+    try:
+        ensure_dagster_home()
+        instance = DagsterInstance.get()
+    except (ConfigError, Exception):  # no instance: everything but the ETA still works
+        instance = None
+    try:
+        status, chunks = collect_status(store, model_id, instance)
+    finally:
+        if instance is not None:
+            instance.dispose()
+    if args.json:
+        print(json.dumps(status.as_dict(), indent=2))
+    else:
+        print(render(status, chunks, format_duration))
+    return 0 if status.complete else EXIT_INCOMPLETE
+
+
+def _prepare_model_change(args: argparse.Namespace) -> int:
+    from jobping_pipeline.database import JobStore
+    from jobping_pipeline.encoder import load_encoder, spec_from_settings
+
+    settings = load_settings()
+    store = JobStore(settings)
+    encoder = load_encoder(spec_from_settings(settings))
+    current = store.inspect().embedding_dimensions
+    coverage = store.coverage(encoder.model_id)
+    if current == encoder.dimensions or current is None:
+        changes = store.setup(encoder.dimensions)
+        for change in changes:
+            print(f"setup: {change}")
+        print(
+            f"{encoder.model_id} makes {encoder.dimensions}-dimensional vectors, like the column: nothing "
+            f"to prepare. {coverage.eligible - coverage.fresh} jobs are not embedded by it yet; "
+            "`jobping-pipeline backfill` embeds them."
+        )
+        return 0
+    if not args.yes:
+        print(
+            f"{encoder.model_id} makes {encoder.dimensions}-dimensional vectors; "
+            f"{settings.jobs_table}.{settings.embedding_column} is vector({current}). Preparing drops the "
+            f"column's {coverage.eligible - coverage.missing} vectors (search returns nothing until the "
+            "backfill has run) and adds it back with the new dimension. Run again with --yes to do it."
+        )
+        return EXIT_INCOMPLETE
+    for change in store.change_embedding_dimensions(encoder.dimensions):
+        print(f"prepare-model-change: {change}")
+    print("prepare-model-change: done; now run `jobping-pipeline backfill`")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="jobping-pipeline",
@@ -114,7 +211,14 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     setup = commands.add_parser("setup", help="create the vector extension, embedding column, state schema and triggers")
+    setup.add_argument("--index", choices=("hnsw",), help="also build an HNSW index for search")
     setup.set_defaults(handler=_setup)
+
+    search = commands.add_parser("search", help="the jobs nearest to a query, by the same model")
+    search.add_argument("query")
+    search.add_argument("--limit", type=int, default=10)
+    search.add_argument("--json", action="store_true", help="machine-readable output")
+    search.set_defaults(handler=_search)
 
     demo = commands.add_parser("demo-data", help="create jobping's jobs table if absent and load realistic postings")
     demo.add_argument("--jobs", type=int, default=1000, help="how many postings (default 1000)")
@@ -127,6 +231,19 @@ def build_parser() -> argparse.ArgumentParser:
         "register", help="setup, then put unchunked jobs into chunks and register their partition keys with Dagster"
     )
     register.set_defaults(handler=_register)
+
+    status = commands.add_parser(
+        "status", help="coverage, what is left and an ETA; exits 1 below 100%% (for cron and CI)"
+    )
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.set_defaults(handler=_status)
+
+    change = commands.add_parser(
+        "prepare-model-change",
+        help="get the column and state ready for the configured JOBPING_MODEL (then run a backfill)",
+    )
+    change.add_argument("--yes", action="store_true", help="confirm dropping the old vectors when the dimension changes")
+    change.set_defaults(handler=_prepare_model_change)
 
     backfill = commands.add_parser("backfill", help="register chunks and embed every job that needs it, through Dagster")
     backfill.add_argument(

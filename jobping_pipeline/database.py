@@ -10,6 +10,7 @@ import contextlib
 import hashlib
 import logging
 import re
+import time
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
@@ -278,7 +279,7 @@ class JobStore:
             meta = dict(connection.execute(sql.read_meta()).fetchall())
             # Triggers are (re)installed only when missing or different, so a role that owns only
             # the state schema can run setup (and backfills) once an owner has set the table up.
-            capture = sql.install_change_capture()
+            capture = [*sql.install_change_capture(), sql.search_function(dimensions)]
             signature = hashlib.sha256(
                 "\n".join(statement.as_string(connection) for statement in capture).encode()
             ).hexdigest()
@@ -290,6 +291,10 @@ class JobStore:
                 for statement in capture:
                     connection.execute(statement)
                 connection.execute(sql.write_meta(), ("change_capture", signature))
+                changes.append(
+                    "installed change-capture triggers on the jobs table and "
+                    f"{state_schema}.match_jobs_by_embedding()"
+                )
             text_columns = ",".join(table.text_columns)
             recorded_columns = meta.get("text_columns")
             if recorded_columns is not None and recorded_columns != text_columns:
@@ -302,8 +307,6 @@ class JobStore:
                 connection.execute(sql.write_meta(), ("text_columns", text_columns))
             if meta.get("embedding_dimensions") != str(dimensions):
                 connection.execute(sql.write_meta(), ("embedding_dimensions", str(dimensions)))
-            for index_name in self.restore_vector_indexes(connection):
-                changes.append(f"rebuilt vector index {index_name} left deferred by an interrupted backfill")
             queued = connection.execute(sql.enqueue_unregistered_jobs()).rowcount
             if queued:
                 changes.append(f"queued {queued} jobs for chunking")
@@ -341,8 +344,8 @@ class JobStore:
 
     def defer_vector_indexes(self) -> list[str]:
         """Drop the vector indexes on the embedding column, recording their definitions first so
-        that :meth:`restore_vector_indexes` (at the end of the backfill, or the next setup, if this
-        process dies) builds them again. Returns the names dropped."""
+        that :meth:`restore_vector_indexes` (at the end of this or, if this process dies, the next
+        ``jobping-pipeline backfill``) builds them again. Returns the names dropped."""
         sql = self.statements()
         dropped = []
         with self.connect(vectors=False) as connection:
@@ -394,6 +397,52 @@ class JobStore:
                 connection.execute(sql.chunk_unlock(), (statements.ADVISORY_LOCK_CHUNK, chunk_key))
                 connection.commit()
 
+    def create_hnsw_index(self) -> tuple[str, float] | None:
+        """Build an HNSW index (cosine) on the embedding column unless one exists; returns its
+        name and build seconds, or None when there already was a vector index."""
+        if self.vector_indexes():
+            return None
+        sql = self.statements()
+        started = time.perf_counter()
+        with self.connect(autocommit=True, vectors=False) as connection:
+            connection.execute(sql.create_hnsw_index())
+        return sql.hnsw_index_name(), time.perf_counter() - started
+
+    def nearest_jobs(self, query_vector, limit: int) -> list[tuple]:
+        """(id, similarity, display columns...) of the ``limit`` nearest jobs."""
+        display = self.inspect().text_columns[:3]
+        with self.connect(autocommit=True) as connection:
+            return list(
+                connection.execute(
+                    self.statements().nearest_jobs(display, self.settings.eligible_column),
+                    {"query": query_vector, "limit": limit},
+                )
+            )
+
+    def change_embedding_dimensions(self, dimensions: int) -> list[str]:
+        """For a model of another dimension: drop the embedding column (and so its vectors and
+        indexes, whose definitions are kept for the end of the next backfill) and add it back as
+        vector(dimensions). Every job is then stale by model id; the backfill re-embeds them."""
+        sql = self.statements()
+        changes = []
+        deferred = self.defer_vector_indexes()
+        with self.connect(vectors=False) as connection:
+            connection.execute(sql.drop_embedding_column())
+            connection.execute(sql.add_embedding_column(dimensions))
+            connection.execute(sql.write_meta(), ("embedding_dimensions", str(dimensions)))
+            connection.execute(sql.search_function_drop())
+            connection.execute(sql.delete_meta(), ("change_capture",))
+            connection.commit()
+        changes.append(
+            f"{self.settings.jobs_table}.{self.settings.embedding_column} is now vector({dimensions}); "
+            "its old vectors are gone"
+        )
+        if deferred:
+            changes.append(f"vector indexes {', '.join(deferred)} will be rebuilt at the end of the backfill")
+        self.inspect(refresh=True)
+        changes += self.setup(dimensions)
+        return changes
+
     def existing_job_count(self) -> int | None:
         """Rows in the jobs table, or None when it does not exist."""
         with self.connect(autocommit=True, vectors=False) as connection:
@@ -418,6 +467,15 @@ class JobStore:
                     self.statements().chunks_with_pending_work(), {"model_id": model_id}
                 )
             ]
+
+    def chunk_progress(self, model_id: str) -> list[tuple[str, int, int, int]]:
+        """(chunk key, jobs, jobs to do, failed) for every chunk."""
+        with self.connect(autocommit=True, vectors=False) as connection:
+            return list(connection.execute(self.statements().chunk_progress(), {"model_id": model_id}))
+
+    def unassigned_count(self) -> int:
+        with self.connect(autocommit=True, vectors=False) as connection:
+            return connection.execute(self.statements().unassigned_count()).fetchone()[0]
 
     def _check_parameters(self, model_id: str, **extra: Any) -> dict[str, Any]:
         return {"model_id": model_id, "grace_minutes": self.settings.grace_minutes, **extra}

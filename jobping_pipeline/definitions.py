@@ -1,6 +1,8 @@
 """The code location: assets, checks, jobs, the sensor, the check schedule and resources,
 configured from the environment."""
 
+import json
+
 from dagster import (
     AssetCheckKey,
     AssetSelection,
@@ -21,14 +23,31 @@ EMBED_JOB = "embed_job_chunks"
 CHECKS_JOB = "embedding_checks"
 CHECKS_CRON = "*/5 * * * *"
 
-# The global checks are left out of embedding runs: mid-backfill they would fail in every run.
-embed_job_chunks = define_asset_job(
-    EMBED_JOB,
-    selection=AssetSelection.assets(job_embeddings).without_checks()
-    | AssetSelection.checks(AssetCheckKey(job_embeddings.key, CHUNK_CHECK)),
-    partitions_def=job_chunks,
-    description="Embed the jobs of one or more chunks (partitions of job_embeddings).",
-)
+K8S_CONFIG_TAG = "dagster-k8s/config"
+
+
+def run_tags(settings: Settings) -> dict[str, str]:
+    """Tags of embedding runs: on Kubernetes, the GPU request of the run's pod."""
+    if not settings.k8s_gpus:
+        return {}
+    gpus = str(settings.k8s_gpus)
+    return {
+        K8S_CONFIG_TAG: json.dumps(
+            {"container_config": {"resources": {"requests": {"nvidia.com/gpu": gpus}, "limits": {"nvidia.com/gpu": gpus}}}}
+        )
+    }
+
+
+def build_embed_job(settings: Settings):
+    # The global checks are left out of embedding runs: mid-backfill they would fail in every run.
+    return define_asset_job(
+        EMBED_JOB,
+        selection=AssetSelection.assets(job_embeddings).without_checks()
+        | AssetSelection.checks(AssetCheckKey(job_embeddings.key, CHUNK_CHECK)),
+        partitions_def=job_chunks,
+        tags=run_tags(settings),
+        description="Embed the jobs of one or more chunks (partitions of job_embeddings).",
+    )
 
 embedding_checks = define_asset_job(
     CHECKS_JOB,
@@ -47,6 +66,7 @@ embedding_checks_schedule = ScheduleDefinition(
 
 def build_definitions(settings: Settings) -> Definitions:
     """Everything Dagster loads, wired to these settings."""
+    embed_job_chunks = build_embed_job(settings)
     return Definitions(
         assets=[job_embeddings],
         asset_checks=[table_checks],

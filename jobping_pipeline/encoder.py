@@ -117,13 +117,19 @@ def resolve_precision(precision: str, device: str) -> str:
 
 
 def resolve_device(device: str) -> str:
-    """``auto`` picks cuda, then mps, then cpu."""
+    """``auto`` picks cuda (the GPU with most free memory when there are several), then mps,
+    then cpu."""
     if device != "auto":
         return device
     import torch
 
     if torch.cuda.is_available():
-        return "cuda"
+        count = torch.cuda.device_count()
+        if count == 1:
+            return "cuda"
+        # Several GPUs, one embedding run each (pool limit = GPUs): take the one with most free memory.
+        free = [torch.cuda.mem_get_info(index)[0] for index in range(count)]
+        return f"cuda:{free.index(max(free))}"
     mps = getattr(torch.backends, "mps", None)
     if mps is not None and mps.is_available():
         return "mps"

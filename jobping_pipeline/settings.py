@@ -102,6 +102,12 @@ SETTINGS: tuple[Setting, ...] = (
         "else fp32), fp32, bf16, fp16. See README for measured speed and recall.",
     ),
     Setting(
+        "JOBPING_K8S_GPUS",
+        "0",
+        "On Kubernetes (K8sRunLauncher): GPUs each embedding run's pod requests, through the "
+        "dagster-k8s/config run tag. 0: no tag.",
+    ),
+    Setting(
         "JOBPING_STATE_SCHEMA",
         "jobping_pipeline",
         "Schema the pipeline owns in the jobs database (chunk registry, per-job state).",
@@ -141,6 +147,7 @@ class Settings:
     device: str = "auto"
     max_seq_length: int | None = None
     precision: str = "auto"
+    k8s_gpus: int = 0
     state_schema: str = "jobping_pipeline"
     eligible_column: str | None = None
     grace_minutes: int = 5
@@ -264,6 +271,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         device=device,
         max_seq_length=_positive_int(env, "JOBPING_MAX_SEQ_LENGTH", None),
         precision=precision,
+        k8s_gpus=_whole_number(env, "JOBPING_K8S_GPUS", defaults["JOBPING_K8S_GPUS"]),
         state_schema=state_schema,
         eligible_column=(
             _column(env["JOBPING_ELIGIBLE_COLUMN"], "JOBPING_ELIGIBLE_COLUMN")

@@ -227,6 +227,54 @@ class JobsSql:
             )
         return statements
 
+    def search_function(self, dimensions: int) -> sql.Composed:
+        """jobping's ``match_jobs_by_embedding``, for the web app: nearest jobs by cosine
+        similarity, served by an HNSW index on the column when there is one."""
+        return sql.SQL(
+            "CREATE OR REPLACE FUNCTION {function}(query_embedding vector({dimensions}),"
+            " match_threshold double precision DEFAULT 0, match_count integer DEFAULT 10) "
+            "RETURNS TABLE (job_id {id_type}, similarity double precision) "
+            "LANGUAGE sql STABLE AS $body$ "
+            "SELECT j.{id}, 1 - (j.{embedding} <=> query_embedding) FROM {jobs} j "
+            "WHERE j.{embedding} IS NOT NULL AND 1 - (j.{embedding} <=> query_embedding) >= match_threshold "
+            "ORDER BY j.{embedding} <=> query_embedding LIMIT match_count $body$"
+        ).format(
+            function=self._state("match_jobs_by_embedding"),
+            dimensions=sql.SQL(str(int(dimensions))),
+            id_type=sql.SQL(self.id_type),
+            id=self._id,
+            embedding=self._embedding,
+            jobs=self._jobs,
+        )
+
+    def search_function_drop(self) -> sql.Composed:
+        return sql.SQL("DROP FUNCTION IF EXISTS {}").format(self._state("match_jobs_by_embedding"))
+
+    def drop_embedding_column(self) -> sql.Composed:
+        return sql.SQL("ALTER TABLE {} DROP COLUMN {}").format(self._jobs, self._embedding)
+
+    def hnsw_index_name(self) -> str:
+        return f"{self.jobs_table.name}_{self.embedding_column}_hnsw"[:63]
+
+    def create_hnsw_index(self) -> sql.Composed:
+        return sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} USING hnsw ({} vector_cosine_ops)").format(
+            sql.Identifier(self.hnsw_index_name()), self._jobs, self._embedding
+        )
+
+    def nearest_jobs(self, display_columns: tuple[str, ...], eligible_column: str | None) -> sql.Composed:
+        """The ``%(limit)s`` jobs nearest to ``%(query)s`` by cosine distance."""
+        columns = sql.SQL("").join(
+            sql.SQL(", j.{}").format(sql.Identifier(column)) for column in display_columns
+        )
+        eligible = (
+            sql.SQL(" AND j.{} IS TRUE").format(sql.Identifier(eligible_column)) if eligible_column else sql.SQL("")
+        )
+        return sql.SQL(
+            "SELECT j.{id}::text, round((1 - (j.{embedding} <=> %(query)s))::numeric, 4){columns} "
+            "FROM {jobs} j WHERE j.{embedding} IS NOT NULL{eligible} "
+            "ORDER BY j.{embedding} <=> %(query)s LIMIT %(limit)s"
+        ).format(id=self._id, embedding=self._embedding, columns=columns, jobs=self._jobs, eligible=eligible)
+
     # --- chunk registry -----------------------------------------------------------------------
 
     def enqueue_unregistered_jobs(self) -> sql.Composed:
@@ -393,6 +441,20 @@ class JobsSql:
             "WHERE s.dirty AND s.attempts < %(max_attempts)s "
             "GROUP BY c.chunk_no, c.chunk_key ORDER BY c.chunk_no"
         ).format(job_state=self._state("job_state"), chunks=self._state("chunks"))
+
+    def chunk_progress(self) -> sql.Composed:
+        """Per chunk: jobs, and jobs not embedded from their current text by ``%(model_id)s``
+        (state only: cheap at any size)."""
+        return sql.SQL(
+            "SELECT c.chunk_key, count(s.job_id),"
+            " count(s.job_id) FILTER (WHERE s.dirty OR s.model_id IS DISTINCT FROM %(model_id)s),"
+            " count(s.job_id) FILTER (WHERE s.last_error IS NOT NULL AND (s.dirty OR s.model_id IS DISTINCT FROM %(model_id)s)) "
+            "FROM {chunks} c LEFT JOIN {job_state} s ON s.chunk_no = c.chunk_no "
+            "GROUP BY c.chunk_no, c.chunk_key ORDER BY c.chunk_no"
+        ).format(chunks=self._state("chunks"), job_state=self._state("job_state"))
+
+    def unassigned_count(self) -> sql.Composed:
+        return sql.SQL("SELECT count(*) FROM {} WHERE chunk_no IS NULL").format(self._state("job_state"))
 
     def chunk_count(self) -> sql.Composed:
         return sql.SQL("SELECT count(*) FROM {}").format(self._state("chunks"))

@@ -133,8 +133,9 @@ def test_vector_indexes_are_deferred_and_rebuilt(database_url, encoder, instance
     assert any(line == "vector index jobs_embedding_hnsw rebuilt" for line in lines)
     with psycopg.connect(database_url, autocommit=True) as connection:
         assert connection.execute("SELECT indexdef FROM pg_indexes WHERE indexname = 'jobs_embedding_hnsw'").fetchone() == definition
-    assert JobStore(settings).defer_vector_indexes() == ["jobs_embedding_hnsw"]
-    changes = JobStore(settings).setup(384)
-    assert "rebuilt vector index jobs_embedding_hnsw left deferred by an interrupted backfill" in changes
+    assert JobStore(settings).defer_vector_indexes() == ["jobs_embedding_hnsw"]  # then the process dies
+    lines.clear()
+    assert run_backfill(settings, instance, say=lines.append).complete
+    assert "vector index jobs_embedding_hnsw rebuilt" in lines
     with psycopg.connect(database_url, autocommit=True) as connection:
         assert connection.execute("SELECT indexdef FROM pg_indexes WHERE indexname = 'jobs_embedding_hnsw'").fetchone() == definition
