@@ -16,6 +16,7 @@ from dagster import DagsterEventType, DagsterInstance
 from jobping_pipeline.database import Coverage, JobStore
 from jobping_pipeline.definitions import EMBED_JOB, build_definitions
 from jobping_pipeline.partitions import JOB_CHUNKS
+from jobping_pipeline.progress import bar
 from jobping_pipeline.settings import Settings
 
 QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -135,39 +136,50 @@ def run_backfill(
 
 
 def _materialize_pending(definitions, instance, pending, total_jobs, say) -> BackfillResult:
-    """One run of embed_job_chunks per chunk, in this process, with a progress line each."""
+    """One run of embed_job_chunks per chunk, in this process, with a progress line each (and a
+    progress bar on a terminal)."""
     job = definitions.resolve_job_def(EMBED_JOB)
     result = BackfillResult()
     started = time.perf_counter()
     done_jobs = 0
-    for index, (chunk_key, count) in enumerate(pending, start=1):
-        run = job.execute_in_process(
-            run_config=QUIET_RUN_CONFIG,
-            instance=instance,
-            partition_key=chunk_key,
-            raise_on_error=False,
-            tags={"jobping/trigger": "cli-backfill"},
-        )
-        result.run_ids.append(run.run_id)
-        result.chunks_run += 1
-        done_jobs += count
-        elapsed = time.perf_counter() - started
-        rate = done_jobs / elapsed if elapsed > 0 else 0.0
-        eta = (total_jobs - done_jobs) / rate if rate > 0 else 0.0
-        if run.success:
-            embedded = 0
-            for materialization in run.get_asset_materialization_events():
-                value = materialization.materialization.metadata.get("jobs_embedded")
-                embedded += int(value.value) if value is not None else 0
-            result.jobs_embedded += embedded
-            status = f"{embedded} embedded"
-        else:
-            message = _run_failure_message(run)
-            result.failed_chunks[chunk_key] = message
-            status = f"FAILED (run {run.run_id}): {message.splitlines()[0]}"
-        say(
-            f"[{index}/{len(pending)}] chunk {chunk_key}: {count} pending, {status}; "
-            f"{rate:.1f} jobs/s, ETA {format_duration(eta)}"
-        )
+    with bar(total_jobs, "backfill") as progress:
+        for index, (chunk_key, count) in enumerate(pending, start=1):
+            status = _materialize_chunk(job, instance, chunk_key, result)
+            done_jobs += count
+            progress.update(count)
+            elapsed = time.perf_counter() - started
+            rate = done_jobs / elapsed if elapsed > 0 else 0.0
+            eta = (total_jobs - done_jobs) / rate if rate > 0 else 0.0
+            line = (
+                f"[{index}/{len(pending)}] chunk {chunk_key}: {count} pending, {status}; "
+                f"{rate:.1f} jobs/s, ETA {format_duration(eta)}"
+            )
+            if progress.disable:
+                say(line)
+            else:
+                progress.write(line)
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _materialize_chunk(job, instance: DagsterInstance, chunk_key: str, result: BackfillResult) -> str:
+    """Run one chunk through Dagster; returns its status in words."""
+    run = job.execute_in_process(
+        run_config=QUIET_RUN_CONFIG,
+        instance=instance,
+        partition_key=chunk_key,
+        raise_on_error=False,
+        tags={"jobping/trigger": "cli-backfill"},
+    )
+    result.run_ids.append(run.run_id)
+    result.chunks_run += 1
+    if not run.success:
+        message = _run_failure_message(run)
+        result.failed_chunks[chunk_key] = message
+        return f"FAILED (run {run.run_id}): {message.splitlines()[0]}"
+    embedded = 0
+    for materialization in run.get_asset_materialization_events():
+        value = materialization.materialization.metadata.get("jobs_embedded")
+        embedded += int(value.value) if value is not None else 0
+    result.jobs_embedded += embedded
+    return f"{embedded} embedded"

@@ -93,7 +93,10 @@ def _demo_data(args: argparse.Namespace) -> int:
             "(--append adds more)"
         )
         return 0
-    count = load_demo_jobs(store, generate_jobs(args.jobs, seed=args.seed), id_type=args.id_type)
+    from jobping_pipeline.progress import counted
+
+    jobs = counted(generate_jobs(args.jobs, seed=args.seed), args.jobs, "demo-data")
+    count = load_demo_jobs(store, jobs, id_type=args.id_type)
     print(f"demo-data: loaded {count} jobs into {store.settings.jobs_table} ({store.display_url})")
     return 0
 
