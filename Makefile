@@ -38,7 +38,7 @@ ui: install
 # Figures, not assertions: (a) bare model, (b) pipeline, (c) old system side by side, compute
 # paths with recall@10, writes with an HNSW index.
 bench: install
-	$(BIN)/python benchmarks/throughput.py --jobs 2000 --quality --index-rows 3000
+	$(BIN)/python benchmarks/throughput.py --jobs 2000 --quality --hnsw --index-rows 3000
 
 # Everything that is not the model on 1,000,000 jobs, and peak RSS of runs by chunk size.
 bench-scale: install

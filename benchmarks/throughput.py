@@ -152,6 +152,30 @@ def quality(texts: list[str], jobs_for_queries: list, batch_size: int) -> None:
         print(f"{label:<22}{measured.rate:>9.1f}{recall:>11.4f}{hits:>8.3f}{cosine:>10.5f}")
 
 
+def measure_hnsw_search(url: str, encoder: Encoder, jobs_for_queries: list, batch_size: int) -> None:
+    """Build time of an HNSW index over the pipeline's vectors, and recall@10 of searches through
+    it against exact search, for queries built from the demo data."""
+    store = JobStore(settings_for(url))
+    queries = [f"{job.title} in {job.location.split(',')[0]}" for job in jobs_for_queries]
+    vectors = encoder.encode(queries, batch_size)
+    search = "SELECT id FROM jobs ORDER BY embedding <=> %s LIMIT 10"
+    with store.connect(autocommit=True) as connection:
+        exact = [[row[0] for row in connection.execute(search, (vector,))] for vector in vectors]
+        started = time.perf_counter()
+        connection.execute("CREATE INDEX bench_search_hnsw ON jobs USING hnsw (embedding vector_cosine_ops)")
+        build = time.perf_counter() - started
+        rows = connection.execute("SELECT count(*) FROM jobs").fetchone()[0]
+        print(f"\nHNSW search index over {rows} vectors (m=16, ef_construction=64): built in {build:.2f} s")
+        for ef_search in (40, 100):
+            connection.execute(f"SET hnsw.ef_search = {ef_search}")
+            started = time.perf_counter()
+            found = [[row[0] for row in connection.execute(search, (vector,))] for vector in vectors]
+            seconds = time.perf_counter() - started
+            recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found, exact)])
+            print(f"  ef_search {ef_search:>3}: recall@10 vs exact {recall:.4f}, {1000 * seconds / len(vectors):.2f} ms/query")
+        connection.execute("DROP INDEX bench_search_hnsw")
+
+
 def measure_index_writes(admin_url: str, rows: int) -> None:
     """Write rate of the pipeline's write path with and without an HNSW index on the column."""
     url = new_database(admin_url, "bench_index")
@@ -284,6 +308,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--precision", default=os.environ.get("JOBPING_PRECISION", "auto"))
     parser.add_argument("--quality", action="store_true", help="speed and recall@10 of each compute path")
+    parser.add_argument("--hnsw", action="store_true", help="HNSW search index: build time and recall@10")
     parser.add_argument("--index-rows", type=int, default=0, help="measure writes with an HNSW index")
     parser.add_argument("--scale", type=int, default=0, help="jobs for the scale benchmark")
     parser.add_argument("--run-rss", default="", help="comma-separated chunk sizes: peak RSS of a run each")
@@ -322,6 +347,8 @@ def main() -> None:
             f"(overlapped with the model), everything else {max(other, 0):.1f}"
         )
         print(f"  peak RSS of this process: {peak_rss_mb():.0f} MB")
+        if args.hnsw:
+            measure_hnsw_search(pipeline_url, encoder, list(generate_jobs(args.jobs, seed=1))[:: max(1, args.jobs // 200)], args.batch_size)
         if args.quality:
             quality(texts, list(generate_jobs(args.jobs, seed=1))[:: max(1, args.jobs // 200)], args.batch_size)
     if args.index_rows:

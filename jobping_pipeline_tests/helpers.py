@@ -7,7 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+from dagster import build_sensor_context
+
 from jobping_pipeline.database import JobStore, load_demo_jobs
+from jobping_pipeline.definitions import EMBED_JOB, build_definitions
+from jobping_pipeline.partitions import JOB_CHUNKS
+from jobping_pipeline.resources import resources_from_settings
+from jobping_pipeline.sensors import SENSOR_NAME
 from jobping_pipeline.demo_data import generate_jobs
 from jobping_pipeline.settings import Settings, load_settings
 
@@ -40,3 +46,24 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 600)
         timeout=timeout,
         cwd=PROJECT_DIR,
     )
+
+
+def tick(settings, instance):
+    """Evaluate the sensor once through Dagster's sensor testing API, applying its partitions."""
+    sensor = build_definitions(settings).resolve_sensor_def(SENSOR_NAME)
+    context = build_sensor_context(instance=instance, resources=resources_from_settings(settings))
+    result = sensor(context)
+    for request in result.dynamic_partitions_requests:
+        instance.add_dynamic_partitions(JOB_CHUNKS, list(request.partition_keys))
+    return result
+
+
+def run_chunks(settings, instance, result):
+    """Execute the runs a tick requested, as the daemon would."""
+    job = build_definitions(settings).resolve_job_def(EMBED_JOB)
+    for request in result.run_requests:
+        assert job.execute_in_process(instance=instance, partition_key=request.partition_key).success
+
+
+def requested(result):
+    return [request.partition_key for request in result.run_requests]

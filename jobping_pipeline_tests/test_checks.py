@@ -9,7 +9,7 @@ from jobping_pipeline.checks import evaluate_coverage, evaluate_vector_sanity
 from jobping_pipeline.database import JobStore
 from jobping_pipeline.definitions import CHECKS_JOB, build_definitions
 
-from .helpers import load_demo, make_settings
+from .helpers import load_demo, make_settings, requested, run_chunks, tick
 
 MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -62,7 +62,9 @@ def test_coverage_fails_with_ids_and_passes_after_the_next_run(backfilled, insta
     assert f"- {new_id}: no vector" in problems and "- 7: no vector" in problems
     assert result.metadata["requeued_lost_vectors"].value == 1
     assert [key for key, _ in store.dirty_chunks()] == ["000001"]
-    assert run_backfill(backfilled, instance, say=lambda line: None).complete
+    result = tick(backfilled, instance)
+    assert requested(result) == ["000001", "000003"]
+    run_chunks(backfilled, instance, result)
     assert evaluate_coverage(store, MODEL_ID).passed
 
 

@@ -117,7 +117,7 @@ def test_a_database_that_stays_down_fails_fast_with_a_clear_message(encoder, tmp
 
 
 def test_concurrent_runs_of_one_chunk_take_turns(settings, encoder):
-    store = prepared(settings, 40)
+    prepared(settings, 40)
     reports, errors = [], []
 
     def run():

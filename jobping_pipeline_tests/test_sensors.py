@@ -2,40 +2,19 @@
 
 import psycopg
 import pytest
-from dagster import DagsterInstance, DagsterRunStatus, build_sensor_context
+from dagster import DagsterInstance, DagsterRunStatus
 
 from jobping_pipeline.definitions import EMBED_JOB, build_definitions
 from jobping_pipeline.partitions import JOB_CHUNKS
-from jobping_pipeline.resources import EmbeddingModel, resources_from_settings
-from jobping_pipeline.sensors import SENSOR_NAME
+from jobping_pipeline.resources import EmbeddingModel
 
-from .helpers import load_demo, make_settings
+from .helpers import load_demo, make_settings, requested, run_chunks, tick
 
 
 @pytest.fixture
 def instance():
     with DagsterInstance.ephemeral() as instance:
         yield instance
-
-
-def tick(settings, instance):
-    definitions = build_definitions(settings)
-    sensor = definitions.resolve_sensor_def(SENSOR_NAME)
-    context = build_sensor_context(instance=instance, resources=resources_from_settings(settings))
-    result = sensor(context)
-    for request in result.dynamic_partitions_requests:
-        instance.add_dynamic_partitions(JOB_CHUNKS, list(request.partition_keys))
-    return result
-
-
-def run_chunks(settings, instance, result):
-    job = build_definitions(settings).resolve_job_def(EMBED_JOB)
-    for request in result.run_requests:
-        assert job.execute_in_process(instance=instance, partition_key=request.partition_key).success
-
-
-def requested(result):
-    return [request.partition_key for request in result.run_requests]
 
 
 @pytest.fixture
