@@ -10,6 +10,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from dagster import DagsterInstance
 
 from jobping_pipeline.embedded_postgres import embedded_server_url
 from jobping_pipeline.encoder import Encoder, ModelSpec, load_encoder
@@ -54,6 +55,13 @@ def database_url(admin_url) -> str:
 @pytest.fixture
 def settings(database_url) -> Settings:
     return make_settings(database_url, JOBPING_CHUNK_SIZE="40")
+
+
+@pytest.fixture
+def instance():
+    """A Dagster instance of its own for one test (in memory)."""
+    with DagsterInstance.ephemeral() as instance:
+        yield instance
 
 
 @pytest.fixture(scope="session")

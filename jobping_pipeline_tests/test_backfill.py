@@ -2,7 +2,7 @@
 
 import psycopg
 import pytest
-from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
+from dagster import DagsterRunStatus, RunsFilter
 
 from jobping_pipeline.backfill import run_backfill
 from jobping_pipeline.definitions import EMBED_JOB
@@ -12,12 +12,6 @@ from jobping_pipeline.partitions import JOB_CHUNKS
 from .helpers import load_demo, make_settings
 
 EVERY_OTHER_COLUMN = "SELECT id, (to_jsonb(j) - 'embedding')::text FROM jobs j ORDER BY id"
-
-
-@pytest.fixture
-def instance():
-    with DagsterInstance.ephemeral() as instance:
-        yield instance
 
 
 @pytest.mark.parametrize("id_type", ["integer", "uuid"])

@@ -2,7 +2,7 @@
 
 import psycopg
 import pytest
-from dagster import AssetCheckSeverity, DagsterEventType, DagsterInstance
+from dagster import AssetCheckSeverity, DagsterEventType
 
 from jobping_pipeline.backfill import run_backfill
 from jobping_pipeline.checks import evaluate_coverage, evaluate_vector_sanity
@@ -12,12 +12,6 @@ from jobping_pipeline.definitions import CHECKS_JOB, build_definitions
 from .helpers import load_demo, make_settings, requested, run_chunks, tick
 
 MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
-
-
-@pytest.fixture
-def instance():
-    with DagsterInstance.ephemeral() as instance:
-        yield instance
 
 
 @pytest.fixture

@@ -10,12 +10,6 @@ from jobping_pipeline.database import JobStore
 from .helpers import PROJECT_DIR, load_demo, make_settings, run_cli
 
 
-@pytest.fixture
-def instance():
-    with DagsterInstance.ephemeral() as instance:
-        yield instance
-
-
 def test_a_table_name_with_quotes_and_spaces(database_url, encoder, instance):
     settings = make_settings(
         database_url, JOBPING_JOBS_TABLE='"Odd Schema"."job ""postings"" 2024"', JOBPING_CHUNK_SIZE="10"

@@ -12,12 +12,6 @@ from .helpers import load_demo, make_settings, requested, run_chunks, tick
 
 
 @pytest.fixture
-def instance():
-    with DagsterInstance.ephemeral() as instance:
-        yield instance
-
-
-@pytest.fixture
 def covered(database_url, encoder, instance):
     """30 demo jobs in chunks of 25, embedded through sensor-requested runs."""
     settings = make_settings(database_url, JOBPING_CHUNK_SIZE="25")
