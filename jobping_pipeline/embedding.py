@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -50,9 +50,6 @@ class ChunkReport:
     @property
     def jobs_per_second(self) -> float:
         return self.embedded / self.wall_seconds if self.wall_seconds > 0 else 0.0
-
-    def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "jobs_per_second": self.jobs_per_second}
 
 
 @dataclass

@@ -456,9 +456,6 @@ class JobsSql:
     def unassigned_count(self) -> sql.Composed:
         return sql.SQL("SELECT count(*) FROM {} WHERE chunk_no IS NULL").format(self._state("job_state"))
 
-    def chunk_count(self) -> sql.Composed:
-        return sql.SQL("SELECT count(*) FROM {}").format(self._state("chunks"))
-
     # --- checks -------------------------------------------------------------------------------
 
     def _job_status(self, eligible_column: str | None) -> sql.Composed:
