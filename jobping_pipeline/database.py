@@ -227,8 +227,8 @@ class JobStore:
             raise ConfigError(
                 f"JOBPING_MODEL={self.settings.model_name!r} makes {dimensions}-dimensional vectors but "
                 f"{self.settings.jobs_table}.{column} is vector({existing}). Configure a "
-                f"{existing}-dimensional model, or change the column (ALTER TABLE {self.settings.jobs_table} "
-                f"DROP COLUMN {column}; then `jobping-pipeline setup` and a backfill)."
+                f"{existing}-dimensional model, or move the column to this model with "
+                "`jobping-pipeline prepare-model-change --yes`, then `jobping-pipeline backfill`."
             )
         if existing is None:
             raise ConfigError(
