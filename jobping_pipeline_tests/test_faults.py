@@ -100,8 +100,8 @@ def test_dropped_connections_are_retried_and_the_chunk_completes(settings, encod
         return written
 
     monkeypatch.setattr(JobStore, "write_batch", write_then_drop)
-    report = embed_chunk_with_retries(store, encoder, "000001", batch_size=16, first_delay=0.2)
-    assert dropped and report.unchanged == 16 and report.embedded == 24
+    report = embed_chunk_with_retries(store, encoder, "000001", batch_size=4, first_delay=0.2)
+    assert dropped and report.unchanged == 32 and report.embedded == 8  # writes of 8 batches of 4
     assert counts(settings.database_url) == (40, 0, 0)
 
 
