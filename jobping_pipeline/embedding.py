@@ -1,8 +1,8 @@
 """Embedding one chunk: the work behind every materialization of ``job_embeddings``.
 
 read the chunk (one query) -> build texts -> hash -> skip unchanged -> encode each distinct text
-once, longest first, in batches -> write each batch (one UPDATE + its state, one transaction)
-while the model encodes the next.
+once, longest first, 8 batches per model call -> write each call's vectors (one UPDATE + their
+state, one transaction) while the model encodes the next.
 """
 
 from __future__ import annotations
