@@ -70,8 +70,8 @@ def register(settings: Settings, instance: DagsterInstance, encoder) -> tuple[Jo
     """Setup (idempotent), chunks for every job not yet in one, and their partition keys in
     Dagster. Returns the store, setup's changes and the new chunk keys."""
     store = JobStore(settings)
-    changes = store.setup(encoder.dimensions)
-    new_keys = store.register_chunks(scan_table=True)
+    changes = store.setup(encoder.dimensions)  # queues every job without state (one table scan)
+    new_keys = store.register_chunks(scan_table=False)
     sync_partitions(instance, store.chunk_keys())
     return store, changes, new_keys
 

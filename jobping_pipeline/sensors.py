@@ -103,8 +103,7 @@ def plan_tick(
             dimensions = model.encoder().dimensions
         else:
             raise RuntimeError("the pipeline is not set up: run `jobping-pipeline setup`")
-        plan.setup_changes = store.setup(dimensions)
-        store.register_chunks(scan_table=True)
+        plan.setup_changes = store.setup(dimensions)  # also queues jobs that have no state yet
     plan.new_chunks = store.register_chunks(scan_table=False)
     all_keys = store.chunk_keys()
     known = set(known_partitions)
