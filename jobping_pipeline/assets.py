@@ -14,7 +14,7 @@ from dagster import (
     asset,
 )
 
-from jobping_pipeline.database import JobStore
+from jobping_pipeline.database import JobStore, ProblemJob
 from jobping_pipeline.embedding import ChunkReport, EmbeddingFailed, embed_chunk_with_retries
 from jobping_pipeline.partitions import job_chunks
 from jobping_pipeline.resources import EmbeddingModel, JobsDatabase
@@ -50,6 +50,11 @@ def materialization_metadata(reports: list[ChunkReport], model_id: str, device: 
 CHUNK_CHECK = "chunk_embeddings_fresh"
 
 
+def problems_markdown(problems: list[ProblemJob]) -> MetadataValue:
+    """Jobs without a fresh vector, one line each with their error, for check metadata."""
+    return MetadataValue.md("\n".join(f"- {problem.describe()}" for problem in problems) or "none")
+
+
 def chunk_check_result(store: JobStore, model_id: str, chunk_keys: list[str]) -> AssetCheckResult:
     """After a run: did every eligible job of its chunks end up fresh? Jobs that failed are an
     ERROR; jobs edited while the run was going are a WARN (the sensor picks them up)."""
@@ -63,9 +68,7 @@ def chunk_check_result(store: JobStore, model_id: str, chunk_keys: list[str]) ->
             "eligible": eligible,
             "fresh": fresh,
             "failed": failed,
-            "not_fresh_jobs": MetadataValue.md(
-                "\n".join(f"- {problem.describe()}" for problem in problems) or "none"
-            ),
+            "not_fresh_jobs": problems_markdown(problems),
         },
     )
 

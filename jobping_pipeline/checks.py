@@ -1,8 +1,8 @@
 """Asset checks on ``job_embeddings``: coverage over the whole table, and vector sanity.
 
 They run on their own schedule (``embedding_checks_schedule``); inside embedding runs they skip
-themselves, so a backfill that is still going does not fail them in every partition run. The per-chunk check is
-emitted by the asset itself (see assets.py)."""
+themselves, so a backfill that is still going does not fail them in every partition run. The
+per-chunk check is emitted by the asset itself (see assets.py)."""
 
 from dagster import (
     AssetCheckExecutionContext,
@@ -13,11 +13,13 @@ from dagster import (
     multi_asset_check,
 )
 
-from jobping_pipeline.assets import job_embeddings
+from jobping_pipeline.assets import job_embeddings, problems_markdown
 from jobping_pipeline.database import Coverage, JobStore, ProblemJob
 from jobping_pipeline.resources import EmbeddingModel, JobsDatabase
 
 NORM_TOLERANCE = 1e-3
+COVERAGE_CHECK = "coverage"
+VECTOR_SANITY_CHECK = "vector_sanity"
 
 
 def coverage_metadata(coverage: Coverage, problems: list[ProblemJob]) -> dict:
@@ -30,9 +32,7 @@ def coverage_metadata(coverage: Coverage, problems: list[ProblemJob]) -> dict:
         "stale": coverage.stale,
         "missing": coverage.missing,
         "failed": coverage.failed,
-        "problem_jobs": MetadataValue.md(
-            "\n".join(f"- {problem.describe()}" for problem in problems) or "none"
-        ),
+        "problem_jobs": problems_markdown(problems),
     }
 
 
@@ -79,9 +79,6 @@ def evaluate_vector_sanity(store: JobStore, model_dimensions: int | None) -> Ass
         },
     )
 
-
-COVERAGE_CHECK = "coverage"
-VECTOR_SANITY_CHECK = "vector_sanity"
 
 
 @multi_asset_check(

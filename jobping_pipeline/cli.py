@@ -158,7 +158,7 @@ def _status(args: argparse.Namespace) -> int:
     try:
         ensure_dagster_home()
         instance = DagsterInstance.get()
-    except (ConfigError, Exception):  # no instance: everything but the ETA still works
+    except Exception:  # no Dagster instance: everything but the ETA still works
         instance = None
     try:
         status, chunks = collect_status(store, model_id, instance)
@@ -180,9 +180,9 @@ def _prepare_model_change(args: argparse.Namespace) -> int:
     store = JobStore(settings)
     encoder = load_encoder(spec_from_settings(settings))
     current = store.inspect().embedding_dimensions
-    coverage = store.coverage(encoder.model_id)
     if current == encoder.dimensions or current is None:
         changes = store.setup(encoder.dimensions)
+        coverage = store.coverage(encoder.model_id)
         for change in changes:
             print(f"setup: {change}")
         print(
@@ -192,6 +192,7 @@ def _prepare_model_change(args: argparse.Namespace) -> int:
         )
         return 0
     if not args.yes:
+        coverage = store.coverage(encoder.model_id)
         print(
             f"{encoder.model_id} makes {encoder.dimensions}-dimensional vectors; "
             f"{settings.jobs_table}.{settings.embedding_column} is vector({current}). Preparing drops the "

@@ -251,8 +251,7 @@ def _encode_and_write(
                 "chunk %s: %d of %d rows updated; %d jobs were deleted during the run: %s",
                 report.chunk_key, len(written), len(job_ids), gone, missing[:20],
             )
-            with store.connect() as cleanup:
-                store.forget_jobs(cleanup, missing)
+            store.forget_jobs(connection, missing)
             report.deleted += gone
         report.embedded += len(written)
         report.database_seconds += time.perf_counter() - write_started

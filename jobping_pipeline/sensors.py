@@ -14,7 +14,7 @@ backfill of all partitions (UI) or ``jobping-pipeline backfill``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Callable, Iterable
 
 from dagster import (
     AddDynamicPartitionsRequest,
@@ -89,10 +89,11 @@ def chunks_in_flight(instance: DagsterInstance, chunk_keys: list[str]) -> set[st
 def plan_tick(
     store: JobStore,
     known_partitions: Iterable[str],
-    in_flight: set[str] | None = None,
+    in_flight: Callable[[list[str]], set[str]] | None = None,
     model: EmbeddingModel | None = None,
 ) -> TickPlan:
-    """Decide a tick. ``model`` is loaded only when setup has never run (to size the column)."""
+    """Decide a tick. ``in_flight`` maps the registry's chunk keys to those already being worked
+    on; ``model`` is loaded only when setup has never run (to size the column)."""
     plan = TickPlan()
     meta = store.meta()
     configured_columns = ",".join(store.inspect(refresh=True).text_columns)
@@ -108,7 +109,7 @@ def plan_tick(
     all_keys = store.chunk_keys()
     known = set(known_partitions)
     plan.partitions_to_add = [key for key in all_keys if key not in known]
-    busy = in_flight or set()
+    busy = in_flight(all_keys) if in_flight else set()
     for chunk_key, count in store.dirty_chunks():
         if chunk_key in busy:
             plan.chunks_in_flight.append(chunk_key)
@@ -133,8 +134,9 @@ def build_sensor(job, interval_seconds: int) -> SensorDefinition:
         store = jobs_database.store()
         instance = context.instance
         known = instance.get_dynamic_partitions(JOB_CHUNKS)
-        registry_keys = store.chunk_keys()
-        plan = plan_tick(store, known, chunks_in_flight(instance, registry_keys), embedding_model)
+        plan = plan_tick(
+            store, known, lambda chunk_keys: chunks_in_flight(instance, chunk_keys), embedding_model
+        )
         for change in plan.setup_changes:
             context.log.info(f"setup: {change}")
         context.log.info(
