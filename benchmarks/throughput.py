@@ -30,8 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from dagster import DagsterInstance  # noqa: E402
 
 from jobping_pipeline.backfill import run_backfill  # noqa: E402
-from jobping_pipeline.database import JobStore, load_demo_jobs  # noqa: E402
-from jobping_pipeline.demo_data import generate_jobs  # noqa: E402
+from jobping_pipeline.store import JobStore
+from jobping_pipeline.demo import generate_jobs, load_demo_jobs  # noqa: E402
 from jobping_pipeline.embedded_postgres import embedded_server_url  # noqa: E402
 from jobping_pipeline.encoder import Encoder, ModelSpec, load_encoder  # noqa: E402
 from jobping_pipeline.sensors import plan_tick  # noqa: E402

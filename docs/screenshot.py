@@ -35,9 +35,11 @@ def main() -> None:
     port = free_port()
     env = {**os.environ, "DAGSTER_HOME": os.environ.get("DAGSTER_HOME", str(PROJECT))}
     os.environ["DAGSTER_HOME"] = env["DAGSTER_HOME"]
-    from dagster._core.nux import set_nux_seen
-
-    set_nux_seen()  # the first-visit "join the community" dialog would cover the page
+    # The first-visit "join the community" dialog would cover the page. Dagster has no public
+    # API to dismiss it; the webserver only checks that $DAGSTER_HOME/.nux/nux.yaml exists.
+    nux = Path(env["DAGSTER_HOME"]) / ".nux"
+    nux.mkdir(exist_ok=True)
+    (nux / "nux.yaml").write_text("seen: 1\n")
     webserver = subprocess.Popen(
         [str(Path(sys.executable).parent / "dagster-webserver"), "-m", "jobping_pipeline", "-h", "127.0.0.1", "-p", str(port)],
         cwd=PROJECT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,

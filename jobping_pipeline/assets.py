@@ -1,4 +1,5 @@
-"""The ``job_embeddings`` asset: one chunk of jobs per partition, vectors in ``jobs.embedding``."""
+"""The assets: the jobs table (external, maintained by the job board) and ``job_embeddings``,
+one chunk of jobs per partition, vectors in ``jobs.embedding``."""
 
 import warnings
 
@@ -7,6 +8,7 @@ from dagster import (
     AssetCheckSeverity,
     AssetCheckSpec,
     AssetExecutionContext,
+    AssetSpec,
     BackfillPolicy,
     BetaWarning,
     MaterializeResult,
@@ -14,7 +16,7 @@ from dagster import (
     asset,
 )
 
-from jobping_pipeline.database import JobStore, ProblemJob
+from jobping_pipeline.store import JobStore, ProblemJob
 from jobping_pipeline.embedding import ChunkReport, EmbeddingFailed, embed_chunk_with_retries
 from jobping_pipeline.partitions import job_chunks
 from jobping_pipeline.resources import EmbeddingModel, JobsDatabase
@@ -48,6 +50,14 @@ def materialization_metadata(reports: list[ChunkReport], model_id: str, device: 
 
 
 CHUNK_CHECK = "chunk_embeddings_fresh"
+
+jobs_table = AssetSpec(
+    "jobs",
+    description="The job board's jobs table (JOBPING_JOBS_TABLE), written by the application. The "
+    "pipeline reads its text columns and writes nothing but the embedding column.",
+    group_name="embeddings",
+    kinds={"postgres"},
+)
 
 
 def problems_markdown(problems: list[ProblemJob]) -> MetadataValue:
@@ -86,13 +96,14 @@ def job_embeddings(
     """
     store = jobs_database.store()
     encoder = embedding_model.encoder()
-    store.check_dimensions(encoder.dimensions)
+    batch_size = embedding_model.settings().batch_size
+    store.check_dimensions(encoder.dimensions, encoder.model_id)
     reports: list[ChunkReport] = []
     failures: list[str] = []
     for chunk_key in context.partition_keys:
         try:
             report = embed_chunk_with_retries(
-                store, encoder, chunk_key, embedding_model.batch_size, log=context.log
+                store, encoder, chunk_key, batch_size, log=context.log
             )
         except EmbeddingFailed as error:
             context.log.error(str(error))
@@ -117,6 +128,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", BetaWarning)  # backfill_policy is beta in Dagster 1.13
     job_embeddings = asset(
         partitions_def=job_chunks,
+        deps=[jobs_table],
         group_name="embeddings",
         kinds={"postgres", "pytorch"},
         pool=EMBEDDING_POOL,

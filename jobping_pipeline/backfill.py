@@ -13,10 +13,11 @@ from typing import Callable
 
 from dagster import DagsterEventType, DagsterInstance
 
-from jobping_pipeline.database import Coverage, JobStore
+from jobping_pipeline.store import Coverage, JobStore
 from jobping_pipeline.definitions import EMBED_JOB, build_definitions
 from jobping_pipeline.partitions import JOB_CHUNKS
 from jobping_pipeline.progress import bar
+from jobping_pipeline.resources import resolved
 from jobping_pipeline.settings import Settings
 
 QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -66,14 +67,13 @@ def _run_failure_message(result) -> str:
     return "run failed"
 
 
-def register(settings: Settings, instance: DagsterInstance, encoder) -> tuple[JobStore, list[str], list[str]]:
+def register(store: JobStore, instance: DagsterInstance, encoder) -> tuple[list[str], list[str]]:
     """Setup (idempotent), chunks for every job not yet in one, and their partition keys in
-    Dagster. Returns the store, setup's changes and the new chunk keys."""
-    store = JobStore(settings)
+    Dagster. Returns setup's changes and the new chunk keys."""
     changes = store.setup(encoder.dimensions)  # queues every job without state (one table scan)
     new_keys = store.register_chunks(scan_table=False)
     sync_partitions(instance, store.chunk_keys())
-    return store, changes, new_keys
+    return changes, new_keys
 
 
 # Measured here (benchmarks/throughput.py --index-rows): an HNSW index on the column cuts the
@@ -95,9 +95,9 @@ def run_backfill(
     the backfill and rebuilt at its end (their definitions are kept in the state schema, so an
     interrupted backfill's indexes are rebuilt by the next setup)."""
     definitions = build_definitions(settings)
-    model = definitions.resources["embedding_model"]
-    encoder = model.encoder()
-    store, changes, new_keys = register(settings, instance, encoder)
+    encoder = resolved(definitions.resources["embedding_model"]).encoder()
+    store = resolved(definitions.resources["jobs_database"]).store()
+    changes, new_keys = register(store, instance, encoder)
     for change in changes:
         say(f"setup: {change}")
     all_keys = store.chunk_keys()

@@ -14,7 +14,7 @@ from dagster import (
 )
 
 from jobping_pipeline.assets import job_embeddings, problems_markdown
-from jobping_pipeline.database import Coverage, JobStore, ProblemJob
+from jobping_pipeline.store import Coverage, JobStore, ProblemJob
 from jobping_pipeline.resources import EmbeddingModel, JobsDatabase
 
 NORM_TOLERANCE = 1e-3

@@ -30,15 +30,18 @@ def ensure_dagster_home() -> Path:
     )
 
 
-def _setup(args: argparse.Namespace) -> int:
-    from jobping_pipeline.database import JobStore
-    from jobping_pipeline.encoder import load_encoder, spec_from_settings
+def _configured():
+    """The store and the model resource, from the same resources the code location builds."""
+    from jobping_pipeline.resources import build_resources, resolved
 
-    settings = load_settings()
-    store = JobStore(settings)
+    resources = build_resources(load_settings())
+    return resolved(resources["jobs_database"]).store(), resolved(resources["embedding_model"])
+
+
+def _setup(args: argparse.Namespace) -> int:
+    store, embedding_model = _configured()
     store.inspect()
-    encoder = load_encoder(spec_from_settings(settings))
-    changes = store.setup(encoder.dimensions)
+    changes = store.setup(embedding_model.encoder().dimensions)
     if args.index == "hnsw":
         built = store.create_hnsw_index()
         if built:
@@ -54,15 +57,11 @@ def _search(args: argparse.Namespace) -> int:
 
     import pandas as pd
 
-    from jobping_pipeline.database import JobStore
-    from jobping_pipeline.encoder import load_encoder, spec_from_settings
-
     if args.limit < 1:
         raise ConfigError(f"--limit {args.limit}: ask for at least 1 result")
-    settings = load_settings()
-    store = JobStore(settings)
-    encoder = load_encoder(spec_from_settings(settings))
-    store.check_dimensions(encoder.dimensions)
+    store, embedding_model = _configured()
+    encoder = embedding_model.encoder()
+    store.check_dimensions(encoder.dimensions, encoder.model_id)
     query_vector = encoder.encode([args.query], batch_size=1)[0]
     rows = store.nearest_jobs(query_vector, args.limit)
     columns = ["id", "score", *store.inspect().text_columns[:3]]
@@ -80,12 +79,12 @@ def _search(args: argparse.Namespace) -> int:
 
 
 def _demo_data(args: argparse.Namespace) -> int:
-    from jobping_pipeline.database import JobStore, load_demo_jobs
-    from jobping_pipeline.demo_data import generate_jobs
+    from jobping_pipeline.demo import generate_jobs, load_demo_jobs
+    from jobping_pipeline.progress import counted
 
     if args.jobs < 0:
         raise ConfigError(f"--jobs {args.jobs}: give a number of jobs, 0 or more")
-    store = JobStore(load_settings())
+    store, _ = _configured()
     existing = store.existing_job_count()
     if existing and not args.append:
         print(
@@ -93,8 +92,6 @@ def _demo_data(args: argparse.Namespace) -> int:
             "(--append adds more)"
         )
         return 0
-    from jobping_pipeline.progress import counted
-
     jobs = counted(generate_jobs(args.jobs, seed=args.seed), args.jobs, "demo-data")
     count = load_demo_jobs(store, jobs, id_type=args.id_type)
     print(f"demo-data: loaded {count} jobs into {store.settings.jobs_table} ({store.display_url})")
@@ -124,13 +121,11 @@ def _register(args: argparse.Namespace) -> int:
     from dagster import DagsterInstance
 
     from jobping_pipeline.backfill import register
-    from jobping_pipeline.encoder import load_encoder, spec_from_settings
 
-    settings = load_settings()
+    store, embedding_model = _configured()
     ensure_dagster_home()
-    encoder = load_encoder(spec_from_settings(settings))
     with DagsterInstance.get() as instance:
-        store, changes, new_keys = register(settings, instance, encoder)
+        changes, new_keys = register(store, instance, embedding_model.encoder())
     for change in changes:
         print(f"setup: {change}")
     keys = store.chunk_keys()
@@ -148,13 +143,10 @@ def _status(args: argparse.Namespace) -> int:
     from dagster import DagsterInstance
 
     from jobping_pipeline.backfill import format_duration
-    from jobping_pipeline.database import JobStore
-    from jobping_pipeline.encoder import spec_from_settings
     from jobping_pipeline.status import collect_status, render
 
-    settings = load_settings()
-    store = JobStore(settings)
-    model_id = spec_from_settings(settings).model_id
+    store, embedding_model = _configured()
+    model_id = embedding_model.spec().model_id
     try:
         ensure_dagster_home()
         instance = DagsterInstance.get()
@@ -173,37 +165,13 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _prepare_model_change(args: argparse.Namespace) -> int:
-    from jobping_pipeline.database import JobStore
-    from jobping_pipeline.encoder import load_encoder, spec_from_settings
+    from jobping_pipeline.model_change import prepare_model_change
 
-    settings = load_settings()
-    store = JobStore(settings)
-    encoder = load_encoder(spec_from_settings(settings))
-    current = store.inspect().embedding_dimensions
-    if current == encoder.dimensions or current is None:
-        changes = store.setup(encoder.dimensions)
-        coverage = store.coverage(encoder.model_id)
-        for change in changes:
-            print(f"setup: {change}")
-        print(
-            f"{encoder.model_id} makes {encoder.dimensions}-dimensional vectors, like the column: nothing "
-            f"to prepare. {coverage.eligible - coverage.fresh} jobs are not embedded by it yet; "
-            "`jobping-pipeline backfill` embeds them."
-        )
-        return 0
-    if not args.yes:
-        coverage = store.coverage(encoder.model_id)
-        print(
-            f"{encoder.model_id} makes {encoder.dimensions}-dimensional vectors; "
-            f"{settings.jobs_table}.{settings.embedding_column} is vector({current}). Preparing drops the "
-            f"column's {coverage.eligible - coverage.missing} vectors (search returns nothing until the "
-            "backfill has run) and adds it back with the new dimension. Run again with --yes to do it."
-        )
-        return EXIT_INCOMPLETE
-    for change in store.change_embedding_dimensions(encoder.dimensions):
-        print(f"prepare-model-change: {change}")
-    print("prepare-model-change: done; now run `jobping-pipeline backfill`")
-    return 0
+    store, embedding_model = _configured()
+    change = prepare_model_change(store, embedding_model.encoder(), confirmed=args.yes)
+    for line in change.lines:
+        print(line)
+    return 0 if change.done else EXIT_INCOMPLETE
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -268,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"jobping-pipeline: configuration error: {error}", file=sys.stderr)
         return EXIT_CONFIG
     except Exception as error:  # DatabaseUnavailable and friends: one line, no traceback
-        from jobping_pipeline.database import DatabaseUnavailable
+        from jobping_pipeline.store import DatabaseUnavailable
 
         if isinstance(error, DatabaseUnavailable):
             print(f"jobping-pipeline: {error}", file=sys.stderr)

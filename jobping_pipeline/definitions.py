@@ -12,10 +12,10 @@ from dagster import (
     define_asset_job,
 )
 
-from jobping_pipeline.assets import CHUNK_CHECK, job_embeddings
+from jobping_pipeline.assets import CHUNK_CHECK, job_embeddings, jobs_table
 from jobping_pipeline.checks import table_checks
 from jobping_pipeline.partitions import job_chunks
-from jobping_pipeline.resources import resources_from_settings
+from jobping_pipeline.resources import build_resources
 from jobping_pipeline.sensors import build_sensor
 from jobping_pipeline.settings import Settings, load_settings
 
@@ -39,6 +39,7 @@ def run_tags(settings: Settings) -> dict[str, str]:
 
 
 def build_embed_job(settings: Settings):
+    """The job that sensor runs, UI backfills and ``jobping-pipeline backfill`` materialize."""
     # The global checks are left out of embedding runs: mid-backfill they would fail in every run.
     return define_asset_job(
         EMBED_JOB,
@@ -48,6 +49,7 @@ def build_embed_job(settings: Settings):
         tags=run_tags(settings),
         description="Embed the jobs of one or more chunks (partitions of job_embeddings).",
     )
+
 
 embedding_checks = define_asset_job(
     CHECKS_JOB,
@@ -68,12 +70,12 @@ def build_definitions(settings: Settings) -> Definitions:
     """Everything Dagster loads, wired to these settings."""
     embed_job_chunks = build_embed_job(settings)
     return Definitions(
-        assets=[job_embeddings],
+        assets=[jobs_table, job_embeddings],
         asset_checks=[table_checks],
         jobs=[embed_job_chunks, embedding_checks],
         sensors=[build_sensor(embed_job_chunks, settings.sensor_interval_seconds)],
         schedules=[embedding_checks_schedule],
-        resources=resources_from_settings(settings),
+        resources=build_resources(settings),
     )
 
 

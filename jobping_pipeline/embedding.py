@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import psycopg
 
-from jobping_pipeline.database import DatabaseUnavailable, JobStore
+from jobping_pipeline.store import DatabaseUnavailable, JobStore
 from jobping_pipeline.encoder import Encoder
 from jobping_pipeline.settings import redact_url
 from jobping_pipeline.texts import build_text, text_hash

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from dagster import Field, StringSource
-from dagster._serdes import ConfigurableClassData
 from dagster_postgres import DagsterPostgresStorage
 
 from jobping_pipeline.embedded_postgres import DAGSTER_DATABASE, embedded_server_url
@@ -45,7 +44,8 @@ def resolve_dagster_storage_url(configured_url: str | None = None) -> str:
 class JobpingPostgresStorage(DagsterPostgresStorage):
     """dagster-postgres storage whose database defaults to the project's embedded server."""
 
-    def __init__(self, postgres_url: str, inst_data: ConfigurableClassData | None = None):
+    # inst_data is Dagster's ConfigurableClassData, which is not exported publicly.
+    def __init__(self, postgres_url: str, inst_data: Any = None):
         super().__init__(postgres_url=postgres_url, inst_data=inst_data)
 
     @classmethod
@@ -54,7 +54,7 @@ class JobpingPostgresStorage(DagsterPostgresStorage):
 
     @classmethod
     def from_config_value(  # type: ignore[override]
-        cls, inst_data: ConfigurableClassData | None, config_value: Mapping[str, Any]
+        cls, inst_data: Any, config_value: Mapping[str, Any]
     ) -> "JobpingPostgresStorage":
         return cls(
             postgres_url=resolve_dagster_storage_url(config_value.get("postgres_url")),

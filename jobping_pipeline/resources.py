@@ -1,98 +1,89 @@
-"""Dagster resources: thin wrappers that turn configuration into a JobStore and an Encoder."""
+"""Dagster resources: the single source of configuration for the code location and the CLI.
+
+Each field is one ``JOBPING_*`` variable, raw text as the environment gives it, filled as an
+``EnvVar`` so the UI shows the variable's name and never its value (a database URL carries a
+password). :func:`build_resources` makes them; ``settings()`` and ``spec()`` are the typed,
+validated views (:mod:`jobping_pipeline.settings`).
+"""
 
 from __future__ import annotations
 
-import os
 from typing import Optional
 
 from dagster import ConfigurableResource, EnvVar
 
-from jobping_pipeline.database import JobStore
-from jobping_pipeline.encoder import Encoder, ModelSpec, load_encoder
-from jobping_pipeline.settings import BUNDLED_MODEL, Settings, load_settings
+from jobping_pipeline.encoder import Encoder, ModelSpec, load_encoder, spec_from_settings
+from jobping_pipeline.settings import EMBEDDING_MODEL, JOBS_DATABASE, SETTINGS, Settings, load_settings
+from jobping_pipeline.store import JobStore
 
 
-class JobsDatabase(ConfigurableResource):
-    """The Postgres jobs table and the pipeline's state schema beside it.
+class _FromSettings(ConfigurableResource):
+    """Fields named after the settings of one home (see ``Setting.home``)."""
 
-    ``database_url`` unset means the embedded Postgres under ``data_dir``."""
+    def settings(self) -> Settings:
+        fields = type(self).model_fields
+        return load_settings(
+            {
+                setting.name: getattr(self, setting.field)
+                for setting in SETTINGS
+                if setting.field in fields and getattr(self, setting.field) is not None
+            }
+        )
+
+
+class JobsDatabase(_FromSettings):
+    """The Postgres jobs table and the pipeline's state schema beside it. ``database_url`` unset
+    means the embedded Postgres under ``data_dir``."""
 
     database_url: Optional[str] = None
     data_dir: Optional[str] = None
-    jobs_table: str = "public.jobs"
-    id_column: str = "id"
-    embedding_column: str = "embedding"
+    jobs_table: Optional[str] = None
+    id_column: Optional[str] = None
+    embedding_column: Optional[str] = None
     text_columns: Optional[str] = None
-    chunk_size: int = 1000
-    state_schema: str = "jobping_pipeline"
+    chunk_size: Optional[str] = None
     eligible_column: Optional[str] = None
-    grace_minutes: int = 5
-    max_attempts: int = 3
-
-    def settings(self) -> Settings:
-        return load_settings(
-            {
-                "JOBPING_DATABASE_URL": self.database_url or "",
-                "JOBPING_DATA_DIR": self.data_dir or "",
-                "JOBPING_JOBS_TABLE": self.jobs_table,
-                "JOBPING_ID_COLUMN": self.id_column,
-                "JOBPING_EMBEDDING_COLUMN": self.embedding_column,
-                "JOBPING_TEXT_COLUMNS": self.text_columns or "",
-                "JOBPING_CHUNK_SIZE": str(self.chunk_size),
-                "JOBPING_STATE_SCHEMA": self.state_schema,
-                "JOBPING_ELIGIBLE_COLUMN": self.eligible_column or "",
-                "JOBPING_GRACE_MINUTES": str(self.grace_minutes),
-                "JOBPING_MAX_ATTEMPTS": str(self.max_attempts),
-            }
-        )
+    grace_minutes: Optional[str] = None
+    max_attempts: Optional[str] = None
+    state_schema: Optional[str] = None
 
     def store(self) -> JobStore:
         return JobStore(self.settings())
 
 
-class EmbeddingModel(ConfigurableResource):
+class EmbeddingModel(_FromSettings):
     """A sentence-transformers model, loaded once per process and shared by every chunk."""
 
-    model: str = BUNDLED_MODEL
-    device: str = "auto"
-    max_seq_length: Optional[int] = None
-    precision: str = "auto"
-    batch_size: int = 64
+    model: Optional[str] = None
+    batch_size: Optional[str] = None
+    device: Optional[str] = None
+    max_seq_length: Optional[str] = None
+    precision: Optional[str] = None
 
     def spec(self) -> ModelSpec:
-        return ModelSpec(
-            name=self.model, device=self.device, max_seq_length=self.max_seq_length, precision=self.precision
-        )
+        return spec_from_settings(self.settings())
 
     def encoder(self) -> Encoder:
         return load_encoder(self.spec())
 
 
-def resources_from_settings(settings: Settings) -> dict[str, ConfigurableResource]:
-    """The resources for these settings. A database URL that came from the environment is passed
-    as an ``EnvVar``, so the UI shows the variable's name, never the credentials in it."""
-    database_url = settings.database_url
-    if database_url and os.environ.get("JOBPING_DATABASE_URL", "").strip() == database_url:
-        database_url = EnvVar("JOBPING_DATABASE_URL")
-    return {
-        "jobs_database": JobsDatabase(
-            database_url=database_url,
-            data_dir=str(settings.data_dir) if settings.data_dir else None,
-            jobs_table=settings.jobs_table.as_setting(),
-            id_column=settings.id_column,
-            embedding_column=settings.embedding_column,
-            text_columns=",".join(settings.text_columns) if settings.text_columns_explicit else None,
-            chunk_size=settings.chunk_size,
-            state_schema=settings.state_schema,
-            eligible_column=settings.eligible_column,
-            grace_minutes=settings.grace_minutes,
-            max_attempts=settings.max_attempts,
-        ),
-        "embedding_model": EmbeddingModel(
-            model=settings.model_name,
-            device=settings.device,
-            max_seq_length=settings.max_seq_length,
-            precision=settings.precision,
-            batch_size=settings.batch_size,
-        ),
-    }
+RESOURCE_CLASSES = {JOBS_DATABASE: JobsDatabase, EMBEDDING_MODEL: EmbeddingModel}
+
+
+def build_resources(settings: Settings) -> dict[str, ConfigurableResource]:
+    """The resources for these settings: a value read from the process environment becomes an
+    ``EnvVar`` of its variable, a value given directly (tests, benchmarks) stays literal."""
+    resources = {}
+    for home, resource_class in RESOURCE_CLASSES.items():
+        fields = {}
+        for setting in SETTINGS:
+            if setting.home != home or setting.name not in settings.raw:
+                continue
+            fields[setting.field] = EnvVar(setting.name) if settings.from_environment else settings.raw[setting.name]
+        resources[home] = resource_class(**fields)
+    return resources
+
+
+def resolved(resource: ConfigurableResource) -> ConfigurableResource:
+    """The resource with its ``EnvVar`` fields read, for use outside a Dagster run (the CLI)."""
+    return resource.process_config_and_initialize()

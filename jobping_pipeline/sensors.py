@@ -28,10 +28,9 @@ from dagster import (
     SensorResult,
     sensor,
 )
-from dagster._core.execution.backfill import BulkActionStatus
 
 from jobping_pipeline.assets import job_embeddings
-from jobping_pipeline.database import JobStore
+from jobping_pipeline.store import JobStore
 from jobping_pipeline.partitions import JOB_CHUNKS
 from jobping_pipeline.resources import EmbeddingModel, JobsDatabase
 
@@ -45,6 +44,7 @@ IN_PROGRESS = [
 PARTITION_TAG = "dagster/partition"
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
+RECENT_BACKFILLS = 100
 
 
 @dataclass
@@ -62,7 +62,13 @@ def chunks_in_requested_backfills(instance: DagsterInstance) -> set[str]:
     """Chunks that a requested asset backfill (from the UI, say) has yet to materialize: their
     runs may not exist yet, but the backfill daemon will launch them."""
     busy: set[str] = set()
-    for backfill in instance.get_backfills(status=BulkActionStatus.REQUESTED):
+    # Dagster has no public API for the partitions a backfill has yet to launch: this reads the
+    # newest backfills (newest first) and their asset_backfill_data, filtering by status name
+    # because the status enum is not public either. An older backfill still running is missed;
+    # its chunks would then also get a sensor run, which the chunk lock makes a no-op.
+    for backfill in instance.get_backfills(limit=RECENT_BACKFILLS):
+        if backfill.status.value != "REQUESTED":
+            continue
         data = backfill.asset_backfill_data
         if data is None:
             continue

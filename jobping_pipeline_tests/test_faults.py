@@ -13,7 +13,7 @@ import psycopg
 import pytest
 from pgvector.psycopg import register_vector
 
-from jobping_pipeline.database import DatabaseUnavailable, JobStore
+from jobping_pipeline.store import DatabaseUnavailable, JobStore
 from jobping_pipeline.embedding import EmbeddingFailed, embed_chunk, embed_chunk_with_retries
 from jobping_pipeline.texts import build_text
 
@@ -28,7 +28,7 @@ FROM jobs j JOIN jobping_pipeline.job_state s ON s.job_id = j.id
 
 EMBED_ONE_CHUNK = """
 import sys
-from jobping_pipeline.database import JobStore
+from jobping_pipeline.store import JobStore
 from jobping_pipeline.embedding import embed_chunk
 from jobping_pipeline.encoder import ModelSpec, load_encoder
 from jobping_pipeline.settings import load_settings

@@ -62,11 +62,14 @@ def test_sql_search_function_and_hnsw_index(embedded, data_dir):
         ).fetchall()
         assert rows[0][0] == 9 and abs(rows[0][1] - 1.0) < 1e-4 and len(rows) <= 5
         assert all(similarity >= 0.2 for _, similarity in rows)
+        # The app calls the function with a vector parameter: then Postgres inlines it, and with
+        # sequential scans ruled out the plan must reach the HNSW index (not a sort of every row).
+        query = connection.execute("SELECT embedding FROM jobs WHERE id = 9").fetchone()[0]
+        connection.execute("SET enable_seqscan = off")
         plan = "\n".join(
-            row[0] for row in connection.execute(
-                "EXPLAIN SELECT id FROM jobs ORDER BY embedding <=> (SELECT embedding FROM jobs WHERE id = 9) LIMIT 5"
+            row[0]
+            for row in connection.execute(
+                "EXPLAIN SELECT * FROM jobping_pipeline.match_jobs_by_embedding(%s::vector, 0.2, 5)", (query,)
             )
         )
-    assert "jobs_embedding_hnsw" in plan or "Seq Scan" in plan  # tiny tables may not use it
-    again = run_cli("jobping-pipeline", "setup", "--index", "hnsw", env=env)
-    assert again.returncode == 0 and "nothing to change" in again.stdout
+    assert "Index Scan using jobs_embedding_hnsw" in plan, plan[:2000]

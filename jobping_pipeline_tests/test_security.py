@@ -5,7 +5,7 @@ import pytest
 from dagster import DagsterInstance
 
 from jobping_pipeline.backfill import run_backfill
-from jobping_pipeline.database import JobStore
+from jobping_pipeline.store import JobStore
 
 from .helpers import PROJECT_DIR, load_demo, make_settings, run_cli
 
@@ -106,11 +106,6 @@ def test_embedding_column_of_another_dimension_is_refused(database_url, data_dir
     result = run_cli("jobping-pipeline", "setup", env={"JOBPING_DATABASE_URL": database_url})
     assert result.returncode == 2
     assert "makes 384-dimensional vectors but public.jobs.embedding is vector(768)" in result.stderr
-
-
-def test_the_ui_binds_to_loopback_by_default():
-    makefile = (PROJECT_DIR / "Makefile").read_text()
-    assert "HOST ?= 127.0.0.1" in makefile and "dagster dev -h $(HOST)" in makefile
 
 
 def test_vector_indexes_are_deferred_and_rebuilt(database_url, encoder, instance):

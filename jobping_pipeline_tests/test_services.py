@@ -17,7 +17,7 @@ import psycopg
 import pytest
 from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
 
-from jobping_pipeline.database import JobStore
+from jobping_pipeline.store import JobStore
 from jobping_pipeline.partitions import JOB_CHUNKS
 
 from .helpers import PROJECT_DIR, load_demo, make_settings, run_cli
@@ -232,3 +232,42 @@ def test_ui_backfill_then_sensor_keep_coverage_at_100(database_url, admin_url, t
         if daemon is not None:
             stop(daemon)
         stop(webserver)
+
+
+def listening_addresses(port: int) -> set[str]:
+    """The local addresses of sockets listening on ``port``, read from the kernel's tables."""
+    addresses = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as lines:
+            for line in list(lines)[1:]:
+                local, state = line.split()[1], line.split()[3]
+                address, port_hex = local.split(":")
+                if state == "0A" and int(port_hex, 16) == port:  # 0A: LISTEN
+                    if len(address) == 8:
+                        addresses.add(socket.inet_ntop(socket.AF_INET, bytes.fromhex(address)[::-1]))
+                    else:
+                        words = [bytes.fromhex(address[i : i + 8])[::-1] for i in range(0, 32, 8)]
+                        addresses.add(socket.inet_ntop(socket.AF_INET6, b"".join(words)))
+    return addresses
+
+
+@pytest.mark.slow
+def test_make_ui_listens_on_loopback_only(dagster_home, tmp_path):
+    port = free_port()
+    env = {**os.environ, "DAGSTER_HOME": str(dagster_home), "PORT": str(port)}
+    env.pop("HOST", None)
+    ui = subprocess.Popen(
+        ["make", "--no-print-directory", "ui"],
+        env=env,
+        cwd=PROJECT_DIR,
+        stdout=(tmp_path / "ui.log").open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        wait_for(lambda: listening_addresses(port), 180, "the webserver to listen", interval=1.0)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=10) as response:
+            assert response.status == 200
+        assert listening_addresses(port) == {"127.0.0.1"}, (tmp_path / "ui.log").read_text()[-2000:]
+    finally:
+        stop(ui)

@@ -3,8 +3,8 @@
 import psycopg
 import pytest
 
-from jobping_pipeline.database import JobStore, load_demo_jobs
-from jobping_pipeline.demo_data import generate_jobs
+from jobping_pipeline.store import JobStore
+from jobping_pipeline.demo import generate_jobs, load_demo_jobs
 from jobping_pipeline.settings import ConfigError
 
 from .helpers import load_demo, make_settings

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from jobping_pipeline.demo_data import DemoJob, generate_jobs
+from jobping_pipeline.demo import DemoJob, generate_jobs
 
 N = 2000
 NOW = datetime(2026, 11, 1, tzinfo=timezone.utc)

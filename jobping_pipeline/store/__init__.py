@@ -1,0 +1,37 @@
+"""The jobs database, split by domain; each module holds its SQL beside the code that runs it.
+
+=================  ================================================================
+``catalog``        connecting, the jobs table's shape, quoted names, the meta table
+``setup``          extension, embedding column, state schema, change-capture triggers
+``chunks``         the chunk registry and the per-chunk lock
+``writes``         reading one chunk and the set-based UPDATE of its vectors
+``coverage``       coverage, problem jobs, vector sanity
+``search``         nearest jobs, the SQL search function, vector indexes
+=================  ================================================================
+
+What every state of a job means, who writes each field of ``job_state`` and what must always
+hold: ``state.md`` in this folder.
+"""
+
+from jobping_pipeline.store.catalog import Column, DatabaseUnavailable, JobsTable, Names
+from jobping_pipeline.store.chunks import ChunkStore
+from jobping_pipeline.store.coverage import Coverage, CoverageStore, ProblemJob
+from jobping_pipeline.store.search import SearchStore
+from jobping_pipeline.store.setup import SetupStore
+from jobping_pipeline.store.writes import ChunkRow, WriteStore
+
+
+class JobStore(SetupStore, ChunkStore, WriteStore, CoverageStore, SearchStore):
+    """One configured jobs table and the pipeline's state schema next to it."""
+
+
+__all__ = [
+    "ChunkRow",
+    "Column",
+    "Coverage",
+    "DatabaseUnavailable",
+    "JobStore",
+    "JobsTable",
+    "Names",
+    "ProblemJob",
+]

@@ -1,0 +1,260 @@
+"""Connecting to the jobs database, and what the live jobs table looks like.
+
+:class:`StoreBase` is the root of :class:`jobping_pipeline.store.JobStore`: the connection, the
+table's columns checked against the settings, and :class:`Names`, the quoted identifiers every
+other store module builds its SQL from. Table and column names come from configuration and go
+through ``psycopg.sql.Identifier``; values always travel as parameters.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import psycopg
+from pgvector.psycopg import register_vector
+from psycopg import sql
+
+from jobping_pipeline.embedded_postgres import JOBS_DATABASE, embedded_server_url
+from jobping_pipeline.settings import ConfigError, QualifiedName, Settings, redact_url
+
+ID_TYPES = ("smallint", "integer", "bigint", "uuid", "text", "character varying")
+
+TABLE_EXISTS = sql.SQL(
+    "SELECT c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+    "WHERE n.nspname = %s AND c.relname = %s"
+)
+
+TABLE_COLUMNS = sql.SQL(
+    "SELECT a.attname, format_type(a.atttypid, a.atttypmod), t.typname, a.atttypmod, a.attnotnull "
+    "FROM pg_attribute a "
+    "JOIN pg_class c ON c.oid = a.attrelid "
+    "JOIN pg_namespace n ON n.oid = c.relnamespace "
+    "JOIN pg_type t ON t.oid = a.atttypid "
+    "WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped "
+    "ORDER BY a.attnum"
+)
+
+
+class DatabaseUnavailable(RuntimeError):
+    """The jobs database cannot be reached; the message never contains a password."""
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str  # format_type(): "text", "text[]", "vector(384)", ...
+    type_name: str  # pg_type.typname: "text", "_text", "vector", ...
+    not_null: bool
+
+
+@dataclass(frozen=True)
+class JobsTable:
+    """What the live jobs table looks like, checked against the settings."""
+
+    id_type: str
+    text_columns: tuple[str, ...]
+    embedding_dimensions: int | None  # None: the column does not exist yet
+    columns: dict[str, Column]
+
+
+def table_identifier(name: QualifiedName) -> sql.Identifier:
+    return sql.Identifier(name.schema, name.name)
+
+
+@dataclass(frozen=True)
+class Names:
+    """The quoted identifiers of one configured jobs table and state schema."""
+
+    jobs_table: QualifiedName
+    id_column: str
+    embedding_column: str
+    text_columns: tuple[str, ...]
+    state_schema: str
+    id_type: str  # as format_type() prints it: bigint, integer, uuid, text ...
+
+    @property
+    def jobs(self) -> sql.Identifier:
+        return table_identifier(self.jobs_table)
+
+    @property
+    def id(self) -> sql.Identifier:
+        return sql.Identifier(self.id_column)
+
+    @property
+    def embedding(self) -> sql.Identifier:
+        return sql.Identifier(self.embedding_column)
+
+    def state(self, name: str) -> sql.Identifier:
+        return sql.Identifier(self.state_schema, name)
+
+    @property
+    def id_array(self) -> sql.SQL:
+        # id_type comes from format_type() of the live column, never from user input.
+        return sql.SQL(self.id_type + "[]")
+
+    def text_column_list(self, alias: str) -> sql.Composable:
+        return sql.SQL(", ").join(
+            sql.SQL("{}.{}").format(sql.Identifier(alias), sql.Identifier(column)) for column in self.text_columns
+        )
+
+
+# --- meta: key/value facts the pipeline keeps in its state schema --------------------------------
+
+def read_meta(names: Names) -> sql.Composed:
+    return sql.SQL("SELECT key, value FROM {}").format(names.state("meta"))
+
+
+def write_meta(names: Names) -> sql.Composed:
+    return sql.SQL(
+        "INSERT INTO {} (key, value) VALUES (%s, %s) ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+    ).format(names.state("meta"))
+
+
+def delete_meta(names: Names) -> sql.Composed:
+    return sql.SQL("DELETE FROM {} WHERE key = %s").format(names.state("meta"))
+
+
+def _vector_dimensions(column: Column) -> int | None:
+    match = re.fullmatch(r"vector\((\d+)\)", column.type)
+    return int(match.group(1)) if match else None
+
+
+class StoreBase:
+    """One configured jobs table: its connection and its checked shape."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._url: str | None = None
+        self._table: JobsTable | None = None
+
+    @property
+    def url(self) -> str:
+        if self._url is None:
+            self._url = self.settings.database_url or embedded_server_url(self.settings.data_dir, JOBS_DATABASE)
+        return self._url
+
+    @property
+    def display_url(self) -> str:
+        return redact_url(self.url)
+
+    def connect(self, *, autocommit: bool = False, vectors: bool = True) -> psycopg.Connection:
+        """A new connection; pgvector types registered when the extension exists."""
+        try:
+            connection = psycopg.connect(self.url, autocommit=autocommit, connect_timeout=10)
+        except psycopg.OperationalError as error:
+            reason = redact_url(str(error).strip().splitlines()[0] if str(error).strip() else "")
+            raise DatabaseUnavailable(
+                f"cannot connect to JOBPING_DATABASE_URL={self.display_url}: {reason}"
+            ) from None
+        if vectors:
+            try:
+                register_vector(connection)
+            except psycopg.ProgrammingError:
+                pass  # no vector extension yet: only setup runs before it exists
+            if not autocommit:
+                connection.rollback()
+        return connection
+
+    def inspect(self, connection: psycopg.Connection | None = None, *, refresh: bool = False) -> JobsTable:
+        """Read the jobs table's columns and check every configured name against them."""
+        if self._table is not None and not refresh:
+            return self._table
+        settings = self.settings
+        own = connection is None
+        connection = connection or self.connect(autocommit=True, vectors=False)
+        try:
+            rows = connection.execute(TABLE_COLUMNS, (settings.jobs_table.schema, settings.jobs_table.name)).fetchall()
+        finally:
+            if own:
+                connection.close()
+        if not rows:
+            raise ConfigError(
+                f"JOBPING_JOBS_TABLE={settings.jobs_table}: no such table in {self.display_url} "
+                "(create it, or load demo data with `jobping-pipeline demo-data`)"
+            )
+        columns = {name: Column(name, type_, type_name, not_null) for name, type_, type_name, _, not_null in rows}
+        id_column = columns.get(settings.id_column)
+        if id_column is None:
+            raise ConfigError(
+                f"JOBPING_ID_COLUMN={settings.id_column!r}: table {settings.jobs_table} has no such column"
+            )
+        if id_column.type not in ID_TYPES:
+            raise ConfigError(
+                f"JOBPING_ID_COLUMN={settings.id_column!r} has type {id_column.type}; "
+                f"supported: {', '.join(ID_TYPES)}"
+            )
+        self._table = JobsTable(
+            id_type=id_column.type,
+            text_columns=self._text_columns(columns),
+            embedding_dimensions=self._embedding_dimensions(columns),
+            columns=columns,
+        )
+        return self._table
+
+    def _text_columns(self, columns: dict[str, Column]) -> tuple[str, ...]:
+        settings = self.settings
+        if settings.text_columns_explicit:
+            missing = [name for name in settings.text_columns if name not in columns]
+            if missing:
+                raise ConfigError(
+                    f"JOBPING_TEXT_COLUMNS names {', '.join(missing)}, which table "
+                    f"{settings.jobs_table} does not have (it has: {', '.join(columns)})"
+                )
+            return settings.text_columns
+        text_columns = tuple(name for name in settings.text_columns if name in columns)
+        if not text_columns:
+            raise ConfigError(
+                f"table {settings.jobs_table} has none of the default text columns "
+                f"({', '.join(settings.text_columns)}); set JOBPING_TEXT_COLUMNS"
+            )
+        return text_columns
+
+    def _embedding_dimensions(self, columns: dict[str, Column]) -> int | None:
+        embedding = columns.get(self.settings.embedding_column)
+        if embedding is None:
+            return None
+        dimensions = _vector_dimensions(embedding)
+        if dimensions is None:
+            raise ConfigError(
+                f"JOBPING_EMBEDDING_COLUMN={self.settings.embedding_column!r} has type {embedding.type}; "
+                "it must be a pgvector column with a fixed dimension, e.g. vector(384)"
+            )
+        return dimensions
+
+    def names(self) -> Names:
+        table = self.inspect()
+        return Names(
+            jobs_table=self.settings.jobs_table,
+            id_column=self.settings.id_column,
+            embedding_column=self.settings.embedding_column,
+            text_columns=table.text_columns,
+            state_schema=self.settings.state_schema,
+            id_type=table.id_type,
+        )
+
+    def check_dimensions(self, dimensions: int, model_id: str | None = None) -> None:
+        """Refuse a model whose vectors do not fit the embedding column."""
+        existing = self.inspect().embedding_dimensions
+        if existing is not None and existing != dimensions:
+            column = self.settings.embedding_column
+            model = f"JOBPING_MODEL={model_id!r}" if model_id else "The configured model (JOBPING_MODEL)"
+            raise ConfigError(
+                f"{model} makes {dimensions}-dimensional vectors but "
+                f"{self.settings.jobs_table}.{column} is vector({existing}). Configure a "
+                f"{existing}-dimensional model, or move the column to this model with "
+                "`jobping-pipeline prepare-model-change --yes`, then `jobping-pipeline backfill`."
+            )
+        if existing is None:
+            raise ConfigError(
+                f"{self.settings.jobs_table}.{self.settings.embedding_column} does not exist: "
+                "run `jobping-pipeline setup` first"
+            )
+
+    def existing_job_count(self) -> int | None:
+        """Rows in the jobs table, or None when it does not exist."""
+        name = self.settings.jobs_table
+        with self.connect(autocommit=True, vectors=False) as connection:
+            if connection.execute(TABLE_EXISTS, (name.schema, name.name)).fetchone() is None:
+                return None
+            return connection.execute(sql.SQL("SELECT count(*) FROM {}").format(table_identifier(name))).fetchone()[0]

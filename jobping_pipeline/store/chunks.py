@@ -1,0 +1,167 @@
+"""The chunk registry: which jobs form which chunk (one partition of ``job_embeddings`` each),
+which chunks have work to do, and the per-chunk lock that keeps two runs from doing it twice."""
+
+from __future__ import annotations
+
+import contextlib
+
+import psycopg
+from psycopg import sql
+
+from jobping_pipeline.store.catalog import Names, StoreBase
+from jobping_pipeline.store.setup import enqueue_unregistered_jobs
+
+ADVISORY_LOCK_REGISTER = 728_461_001
+ADVISORY_LOCK_CHUNK = 728_461_002
+REGISTER_LOCK = sql.SQL("SELECT pg_advisory_xact_lock(%s)")
+CHUNK_KEY_WIDTH = 6
+
+
+def assign_chunks(names: Names) -> sql.Composed:
+    """Put every queued job into new chunks of at most ``%(chunk_size)s``, in key order."""
+    return sql.SQL(
+        "WITH last AS (SELECT coalesce(max(chunk_no), 0) AS chunk_no FROM {chunks}), "
+        "numbered AS ("
+        " SELECT s.job_id, last.chunk_no + 1"
+        "   + (row_number() OVER (ORDER BY s.job_id) - 1) / %(chunk_size)s AS chunk_no"
+        " FROM {job_state} s, last WHERE s.chunk_no IS NULL), "
+        "new_chunks AS ("
+        " INSERT INTO {chunks} (chunk_no, chunk_key, job_count)"
+        " SELECT chunk_no, lpad(chunk_no::text, greatest({width}, length(chunk_no::text)), '0'),"
+        "  count(*) FROM numbered GROUP BY chunk_no RETURNING chunk_no) "
+        "UPDATE {job_state} s SET chunk_no = n.chunk_no FROM numbered n "
+        "WHERE s.job_id = n.job_id AND s.chunk_no IS NULL"
+    ).format(chunks=names.state("chunks"), job_state=names.state("job_state"), width=sql.Literal(CHUNK_KEY_WIDTH))
+
+
+def chunk_keys_after(names: Names) -> sql.Composed:
+    return sql.SQL("SELECT chunk_key FROM {} WHERE chunk_no > %s ORDER BY chunk_no").format(names.state("chunks"))
+
+
+def last_chunk_no(names: Names) -> sql.Composed:
+    return sql.SQL("SELECT coalesce(max(chunk_no), 0) FROM {}").format(names.state("chunks"))
+
+
+def all_chunk_keys(names: Names) -> sql.Composed:
+    return sql.SQL("SELECT chunk_key FROM {} ORDER BY chunk_no").format(names.state("chunks"))
+
+
+def chunk_exists(names: Names) -> sql.Composed:
+    return sql.SQL("SELECT 1 FROM {} WHERE chunk_key = %s").format(names.state("chunks"))
+
+
+def chunks_with_pending_work(names: Names) -> sql.Composed:
+    """Chunks holding a job that is not embedded from its current text by model ``%(model_id)s``
+    (joins the jobs table, so an embedding removed behind the pipeline's back counts too)."""
+    return sql.SQL(
+        "SELECT c.chunk_key, count(*) FROM {job_state} s "
+        "JOIN {chunks} c ON c.chunk_no = s.chunk_no "
+        "JOIN {jobs} j ON j.{id} = s.job_id "
+        "WHERE s.dirty "
+        "   OR s.model_id IS DISTINCT FROM %(model_id)s OR j.{embedding} IS NULL "
+        "GROUP BY c.chunk_no, c.chunk_key ORDER BY c.chunk_no"
+    ).format(
+        job_state=names.state("job_state"),
+        chunks=names.state("chunks"),
+        jobs=names.jobs,
+        id=names.id,
+        embedding=names.embedding,
+    )
+
+
+def dirty_chunks(names: Names) -> sql.Composed:
+    """Chunks with a job whose text changed since its last embedding (or never embedded) and
+    that has attempts left. Served by the partial index job_state_dirty: no table scan."""
+    return sql.SQL(
+        "SELECT c.chunk_key, count(*) FROM {job_state} s JOIN {chunks} c ON c.chunk_no = s.chunk_no "
+        "WHERE s.dirty AND s.attempts < %(max_attempts)s "
+        "GROUP BY c.chunk_no, c.chunk_key ORDER BY c.chunk_no"
+    ).format(job_state=names.state("job_state"), chunks=names.state("chunks"))
+
+
+def chunk_progress(names: Names) -> sql.Composed:
+    """Per chunk: jobs, and jobs not embedded from their current text by ``%(model_id)s``
+    (state only: cheap at any size)."""
+    return sql.SQL(
+        "SELECT c.chunk_key, count(s.job_id),"
+        " count(s.job_id) FILTER (WHERE s.dirty OR s.model_id IS DISTINCT FROM %(model_id)s),"
+        " count(s.job_id) FILTER (WHERE s.last_error IS NOT NULL"
+        "  AND (s.dirty OR s.model_id IS DISTINCT FROM %(model_id)s)) "
+        "FROM {chunks} c LEFT JOIN {job_state} s ON s.chunk_no = c.chunk_no "
+        "GROUP BY c.chunk_no, c.chunk_key ORDER BY c.chunk_no"
+    ).format(chunks=names.state("chunks"), job_state=names.state("job_state"))
+
+
+def unassigned_count(names: Names) -> sql.Composed:
+    return sql.SQL("SELECT count(*) FROM {} WHERE chunk_no IS NULL").format(names.state("job_state"))
+
+
+def chunk_lock(names: Names) -> sql.Composed:
+    """A session-level advisory lock per chunk: two runs of one chunk take turns."""
+    return sql.SQL("SELECT pg_advisory_lock(%s, chunk_no) FROM {} WHERE chunk_key = %s").format(
+        names.state("chunks")
+    )
+
+
+def chunk_unlock(names: Names) -> sql.Composed:
+    return sql.SQL("SELECT pg_advisory_unlock(%s, chunk_no) FROM {} WHERE chunk_key = %s").format(
+        names.state("chunks")
+    )
+
+
+class ChunkStore(StoreBase):
+    def register_chunks(self, *, scan_table: bool) -> list[str]:
+        """Put queued jobs into new chunks; returns the new chunk keys. ``scan_table`` first
+        queues every job without state (a full scan: for setup and backfill, not sensor ticks)."""
+        names = self.names()
+        with self.connect(vectors=False) as connection:
+            connection.execute(REGISTER_LOCK, (ADVISORY_LOCK_REGISTER,))
+            if scan_table:
+                connection.execute(enqueue_unregistered_jobs(names))
+            (last,) = connection.execute(last_chunk_no(names)).fetchone()
+            connection.execute(assign_chunks(names), {"chunk_size": self.settings.chunk_size})
+            keys = [key for (key,) in connection.execute(chunk_keys_after(names), (last,))]
+            connection.commit()
+        return keys
+
+    def chunk_keys(self) -> list[str]:
+        with self.connect(autocommit=True, vectors=False) as connection:
+            return [key for (key,) in connection.execute(all_chunk_keys(self.names()))]
+
+    def chunk_exists(self, chunk_key: str) -> bool:
+        with self.connect(autocommit=True, vectors=False) as connection:
+            return connection.execute(chunk_exists(self.names()), (chunk_key,)).fetchone() is not None
+
+    def chunks_with_pending_work(self, model_id: str) -> list[tuple[str, int]]:
+        with self.connect(autocommit=True, vectors=False) as connection:
+            rows = connection.execute(chunks_with_pending_work(self.names()), {"model_id": model_id})
+            return [(key, count) for key, count in rows]
+
+    def dirty_chunks(self) -> list[tuple[str, int]]:
+        """Chunks with new or edited jobs that have attempts left (cheap: a partial index)."""
+        with self.connect(autocommit=True, vectors=False) as connection:
+            return list(connection.execute(dirty_chunks(self.names()), {"max_attempts": self.settings.max_attempts}))
+
+    def chunk_progress(self, model_id: str) -> list[tuple[str, int, int, int]]:
+        """(chunk key, jobs, jobs to do, failed) for every chunk."""
+        with self.connect(autocommit=True, vectors=False) as connection:
+            return list(connection.execute(chunk_progress(self.names()), {"model_id": model_id}))
+
+    def unassigned_count(self) -> int:
+        with self.connect(autocommit=True, vectors=False) as connection:
+            return connection.execute(unassigned_count(self.names())).fetchone()[0]
+
+    @contextlib.contextmanager
+    def chunk_lock(self, connection: psycopg.Connection, chunk_key: str):
+        """Hold the chunk's advisory lock: a second run of the same chunk waits, then finds the
+        work done instead of doing it twice."""
+        names = self.names()
+        connection.execute(chunk_lock(names), (ADVISORY_LOCK_CHUNK, chunk_key))
+        connection.commit()
+        try:
+            yield
+        finally:
+            if not connection.closed:
+                connection.rollback()
+                connection.execute(chunk_unlock(names), (ADVISORY_LOCK_CHUNK, chunk_key))
+                connection.commit()

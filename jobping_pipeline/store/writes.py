@@ -1,0 +1,181 @@
+"""Reading one chunk and writing its vectors: the only writes to the jobs table.
+
+Every write is one set-based ``UPDATE`` of the embedding column (never an INSERT, never an
+upsert, never another column), in one transaction with the state it records. The state fields
+written here are described in ``jobping_pipeline/store/state.md``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import psycopg
+from psycopg import sql
+
+from jobping_pipeline.store.catalog import Names, StoreBase
+
+logger = logging.getLogger(__name__)
+
+SET_REPLICA_ROLE = sql.SQL("SET session_replication_role = replica")
+
+
+@dataclass
+class ChunkRow:
+    job_id: Any
+    text_version: int
+    text_hash: bytes | None
+    model_id: str | None
+    embedded_version: int | None
+    attempts: int
+    exists: bool
+    has_embedding: bool
+    values: tuple[Any, ...]
+
+
+def read_chunk(names: Names) -> sql.Composed:
+    """State and text of every job of chunk ``%(chunk_key)s``; the job columns are NULL for a
+    job deleted since it was registered."""
+    return sql.SQL(
+        "SELECT s.job_id, s.text_version, s.text_hash, s.model_id, s.embedded_version, s.attempts,"
+        " j.{id} IS NOT NULL AS job_exists, j.{embedding} IS NOT NULL AS has_embedding, {columns} "
+        "FROM {job_state} s JOIN {chunks} c ON c.chunk_no = s.chunk_no "
+        "LEFT JOIN {jobs} j ON j.{id} = s.job_id "
+        "WHERE c.chunk_key = %(chunk_key)s ORDER BY s.job_id"
+    ).format(
+        id=names.id,
+        embedding=names.embedding,
+        columns=names.text_column_list("j"),
+        job_state=names.state("job_state"),
+        chunks=names.state("chunks"),
+        jobs=names.jobs,
+    )
+
+
+def write_embeddings(names: Names) -> sql.Composed:
+    """One set-based UPDATE of the embedding column for a whole batch; returns the ids that
+    still existed."""
+    return sql.SQL(
+        "UPDATE {jobs} AS j SET {embedding} = v.embedding "
+        "FROM unnest(%b::{id_array}, %b::vector[]) AS v(job_id, embedding) "
+        "WHERE j.{id} = v.job_id RETURNING j.{id}"
+    ).format(jobs=names.jobs, embedding=names.embedding, id_array=names.id_array, id=names.id)
+
+
+def record_embedded(names: Names) -> sql.Composed:
+    """Mark a batch embedded: the text hash and text version it was embedded from, the model."""
+    return sql.SQL(
+        "UPDATE {job_state} AS s SET text_hash = v.text_hash, embedded_version = v.text_version,"
+        " model_id = %b, embedded_at = now(), attempts = 0, last_error = NULL "
+        "FROM unnest(%b::{id_array}, %b::bytea[], %b::bigint[]) AS v(job_id, text_hash, text_version) "
+        "WHERE s.job_id = v.job_id"
+    ).format(job_state=names.state("job_state"), id_array=names.id_array)
+
+
+def record_failure(names: Names) -> sql.Composed:
+    return sql.SQL("UPDATE {} SET attempts = attempts + 1, last_error = %s WHERE job_id = ANY(%b::{})").format(
+        names.state("job_state"), names.id_array
+    )
+
+
+def forget_jobs(names: Names) -> sql.Composed:
+    """Drop the state of jobs that no longer exist in the jobs table."""
+    return sql.SQL("DELETE FROM {} WHERE job_id = ANY(%b::{})").format(names.state("job_state"), names.id_array)
+
+
+class WriteStore(StoreBase):
+    _replica_role_warned = False
+
+    def read_chunk(self, connection: psycopg.Connection, chunk_key: str) -> list[ChunkRow]:
+        rows = connection.execute(read_chunk(self.names()), {"chunk_key": chunk_key}).fetchall()
+        return [
+            ChunkRow(
+                job_id=row[0],
+                text_version=row[1],
+                text_hash=bytes(row[2]) if row[2] is not None else None,
+                model_id=row[3],
+                embedded_version=row[4],
+                attempts=row[5],
+                exists=row[6],
+                has_embedding=row[7],
+                values=tuple(row[8:]),
+            )
+            for row in rows
+        ]
+
+    def writer_connection(self) -> psycopg.Connection:
+        """A connection for embedding writes. It asks for ``session_replication_role = replica``
+        so that the table's own triggers (an ``updated_at`` bump, say) do not fire on a write of
+        the embedding alone; without that privilege it warns once and writes anyway."""
+        connection = self.connect()
+        try:
+            connection.execute(SET_REPLICA_ROLE)
+            connection.commit()
+        except psycopg.errors.InsufficientPrivilege:
+            connection.rollback()
+            if not self._replica_role_warned:
+                self._replica_role_warned = True
+                logger.warning(
+                    "cannot SET session_replication_role: triggers on %s will fire on embedding "
+                    "writes. GRANT SET ON PARAMETER session_replication_role TO <role> to prevent it.",
+                    self.settings.jobs_table,
+                )
+        return connection
+
+    def write_batch(
+        self,
+        connection: psycopg.Connection,
+        job_ids: Sequence[Any],
+        vectors: np.ndarray,
+        hashes: Sequence[bytes],
+        versions: Sequence[int],
+        model_id: str,
+    ) -> list[Any]:
+        """Write one batch of vectors and its state in one transaction; returns the ids that were
+        written (a job deleted meanwhile is missing from it)."""
+        names = self.names()
+        with connection.transaction():
+            written = [row[0] for row in connection.execute(write_embeddings(names), (list(job_ids), list(vectors)))]
+            if written:
+                written_set = set(written)
+                keep = [index for index, job_id in enumerate(job_ids) if job_id in written_set]
+                connection.execute(
+                    record_embedded(names),
+                    (
+                        model_id,
+                        [job_ids[index] for index in keep],
+                        [hashes[index] for index in keep],
+                        [versions[index] for index in keep],
+                    ),
+                )
+        return written
+
+    def record_unchanged(
+        self,
+        connection: psycopg.Connection,
+        job_ids: Sequence[Any],
+        hashes: Sequence[bytes],
+        versions: Sequence[int],
+        model_id: str,
+    ) -> None:
+        """Jobs whose text and model match their stored vector: only their state moves on."""
+        if job_ids:
+            with connection.transaction():
+                connection.execute(
+                    record_embedded(self.names()), (model_id, list(job_ids), list(hashes), list(versions))
+                )
+
+    def record_failure(self, job_ids: Sequence[Any], error: str) -> None:
+        """Count a failed attempt for these jobs, on a fresh connection (the failing one may be broken)."""
+        if not job_ids:
+            return
+        with self.connect() as connection:
+            connection.execute(record_failure(self.names()), (error[:2000], list(job_ids)))
+            connection.commit()
+
+    def forget_jobs(self, connection: psycopg.Connection, job_ids: Sequence[Any]) -> None:
+        if job_ids:
+            with connection.transaction():
+                connection.execute(forget_jobs(self.names()), (list(job_ids),))
