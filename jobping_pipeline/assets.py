@@ -11,6 +11,7 @@ from dagster import (
     AssetSpec,
     BackfillPolicy,
     BetaWarning,
+    DagsterExecutionInterruptedError,
     MaterializeResult,
     MetadataValue,
     asset,
@@ -39,6 +40,7 @@ def materialization_metadata(reports: list[ChunkReport], model_id: str, device: 
         "jobs_embedded": embedded,
         "jobs_unchanged": sum(report.unchanged for report in reports),
         "jobs_deleted": sum(report.deleted for report in reports),
+        "jobs_failed": sum(report.failed for report in reports),
         "distinct_texts": sum(report.distinct_texts for report in reports),
         "jobs_per_second": MetadataValue.float(round(embedded / wall, 2) if wall > 0 else 0.0),
         "encode_seconds": MetadataValue.float(round(sum(r.encode_seconds for r in reports), 3)),
@@ -67,17 +69,23 @@ def problems_markdown(problems: list[ProblemJob]) -> MetadataValue:
 
 def chunk_check_result(store: JobStore, model_id: str, chunk_keys: list[str]) -> AssetCheckResult:
     """After a run: did every eligible job of its chunks end up fresh? Jobs that failed are an
-    ERROR; jobs edited while the run was going are a WARN (the sensor picks them up)."""
-    eligible, fresh, failed = store.chunk_freshness(model_id, chunk_keys)
-    problems = [] if fresh == eligible else store.problem_jobs(model_id, chunk_keys)
+    ERROR, listed with their reasons; jobs edited while the run was going are a WARN (the sensor
+    picks them up)."""
+    counts = store.coverage(model_id, chunk_keys)
+    problems = [] if counts.complete else store.problem_jobs(model_id, chunk_keys)
+    failed = [problem for problem in problems if problem.last_error]
     return AssetCheckResult(
         check_name=CHUNK_CHECK,
-        passed=fresh == eligible,
-        severity=AssetCheckSeverity.ERROR if failed else AssetCheckSeverity.WARN,
+        passed=counts.complete,
+        severity=AssetCheckSeverity.ERROR if counts.failed else AssetCheckSeverity.WARN,
+        description=(
+            f"{counts.fresh} of {counts.eligible} eligible jobs fresh"
+            + (f"; {counts.failed} failed, first: {failed[0].describe()}" if failed else "")
+        ),
         metadata={
-            "eligible": eligible,
-            "fresh": fresh,
-            "failed": failed,
+            "eligible": counts.eligible,
+            "fresh": counts.fresh,
+            "failed": counts.failed,
             "not_fresh_jobs": problems_markdown(problems),
         },
     )
@@ -91,37 +99,50 @@ def job_embeddings(
     Materializing a partition embeds every job of that chunk whose text or model changed since
     its last embedding, and writes the vectors into the embedding column with a set-based
     UPDATE of that column only (never an INSERT or upsert). Unchanged jobs are skipped, equal
-    texts are encoded once. A job the model cannot embed is recorded with its error and fails
-    the run once the rest of the chunk is written; the check chunk_embeddings_fresh then lists it.
-    """
+    texts are encoded once. A job that cannot be embedded (or written: row-level security, say)
+    is recorded with its reason; the chunks are materialized with what was written and the check
+    chunk_embeddings_fresh fails with ERROR, listing the jobs. A run that fails as a whole
+    (wrong dimension, database down) is counted per chunk, and the sensor backs off on it."""
+    chunk_keys = list(context.partition_keys)
     store = jobs_database.store()
+    try:
+        reports = _embed_chunks(context, store, embedding_model, chunk_keys)
+    except DagsterExecutionInterruptedError:
+        context.log.warning(
+            "stopped: the write in flight finished, every vector written so far is committed with its state, "
+            "and the jobs not reached stay due"
+        )
+        raise
+    except Exception as error:
+        store.record_run_outcome(chunk_keys, f"{type(error).__name__}: {error}")
+        raise
+    store.record_run_outcome(chunk_keys, None)
+    model_id = embedding_model.spec().model_id
+    return MaterializeResult(
+        metadata=materialization_metadata(reports, model_id, embedding_model.encoder().device),
+        check_results=[chunk_check_result(store, model_id, chunk_keys)],
+    )
+
+
+def _embed_chunks(context, store: JobStore, embedding_model: EmbeddingModel, chunk_keys: list[str]) -> list[ChunkReport]:
     encoder = embedding_model.encoder()
     batch_size = embedding_model.settings().batch_size
     store.check_dimensions(encoder.dimensions, encoder.model_id)
     reports: list[ChunkReport] = []
-    failures: list[str] = []
-    for chunk_key in context.partition_keys:
+    for chunk_key in chunk_keys:
         try:
-            report = embed_chunk_with_retries(
-                store, encoder, chunk_key, batch_size, log=context.log
-            )
+            report = embed_chunk_with_retries(store, encoder, chunk_key, batch_size, log=context.log)
         except EmbeddingFailed as error:
             context.log.error(str(error))
-            failures.append(str(error))
-            continue
+            report = error.report or ChunkReport(chunk_key=chunk_key)
         context.log.info(
             f"chunk {chunk_key}: {report.jobs} jobs, {report.embedded} embedded, "
-            f"{report.unchanged} unchanged, {report.deleted} deleted, "
+            f"{report.unchanged} unchanged, {report.deleted} deleted, {report.failed} failed, "
             f"{report.jobs_per_second:.1f} jobs/s (model {report.encode_seconds:.1f}s, "
             f"database {report.database_seconds:.1f}s)"
         )
         reports.append(report)
-    if failures:
-        raise EmbeddingFailed(" | ".join(failures))
-    return MaterializeResult(
-        metadata=materialization_metadata(reports, encoder.model_id, encoder.device),
-        check_results=[chunk_check_result(store, encoder.model_id, list(context.partition_keys))],
-    )
+    return reports
 
 
 with warnings.catch_warnings():

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from dagster import DagsterEventType, DagsterInstance
+from dagster import AssetCheckSeverity, DagsterEventType, DagsterInstance
 
 from jobping_pipeline.store import Coverage, JobStore
 from jobping_pipeline.definitions import EMBED_JOB, build_definitions
@@ -20,7 +20,17 @@ from jobping_pipeline.progress import bar
 from jobping_pipeline.resources import resolved
 from jobping_pipeline.settings import Settings
 
-QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+# The command prints one line per chunk with its outcome; Dagster's own console log (stack
+# traces included) stays in the run's event log, visible in the UI.
+QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+
+
+class BackfillInterrupted(Exception):
+    """SIGINT or SIGTERM stopped the backfill at a batch boundary; what was written is kept."""
+
+    def __init__(self, result: "BackfillResult") -> None:
+        super().__init__("interrupted")
+        self.result = result
 
 
 @dataclass
@@ -34,7 +44,7 @@ class BackfillResult:
 
     @property
     def complete(self) -> bool:
-        return not self.failed_chunks and self.coverage is not None and self.coverage.percent == 100.0
+        return not self.failed_chunks and self.coverage is not None and self.coverage.complete
 
 
 def sync_partitions(instance: DagsterInstance, chunk_keys: list[str]) -> list[str]:
@@ -53,6 +63,15 @@ def format_duration(seconds: float) -> str:
     if seconds >= 60:
         return f"{seconds // 60}m{seconds % 60:02d}s"
     return f"{seconds}s"
+
+
+def _interrupted(run) -> bool:
+    return any(
+        event.event_type == DagsterEventType.STEP_FAILURE
+        and event.step_failure_data.error is not None
+        and event.step_failure_data.error.cls_name == "DagsterExecutionInterruptedError"
+        for event in run.all_events
+    )
 
 
 def _run_failure_message(result) -> str:
@@ -123,16 +142,20 @@ def run_backfill(
         for name in store.restore_vector_indexes():
             say(f"vector index {name} rebuilt")
     result.coverage = store.coverage(encoder.model_id)
-    coverage = result.coverage
-    say(
+    say(describe_coverage(result.coverage) + f" ({result.jobs_embedded} embedded in {format_duration(result.seconds)})")
+    return result
+
+
+def describe_coverage(coverage: Coverage) -> str:
+    """One line: the percentage, then the counts that decide it."""
+    return (
         f"coverage {coverage.percent:.2f}%: {coverage.fresh} of {coverage.eligible} jobs embedded and fresh"
         + (f", {coverage.pending} pending" if coverage.pending else "")
         + (f", {coverage.stale} stale" if coverage.stale else "")
         + (f", {coverage.missing} missing" if coverage.missing else "")
         + (f", {coverage.failed} with errors" if coverage.failed else "")
-        + f" ({result.jobs_embedded} embedded in {format_duration(result.seconds)})"
+        + (f", {coverage.hidden} hidden from this role by row-level security" if coverage.hidden else "")
     )
-    return result
 
 
 def _materialize_pending(definitions, instance, pending, total_jobs, say) -> BackfillResult:
@@ -144,7 +167,13 @@ def _materialize_pending(definitions, instance, pending, total_jobs, say) -> Bac
     done_jobs = 0
     with bar(total_jobs, "backfill") as progress:
         for index, (chunk_key, count) in enumerate(pending, start=1):
-            status = _materialize_chunk(job, instance, chunk_key, result)
+            try:
+                status = _materialize_chunk(job, instance, chunk_key, result)
+            except KeyboardInterrupt:  # between runs; within one, Dagster ends the run instead
+                status = "interrupted"
+            if status == "interrupted":
+                result.seconds = time.perf_counter() - started
+                raise BackfillInterrupted(result)
             done_jobs += count
             progress.update(count)
             elapsed = time.perf_counter() - started
@@ -173,6 +202,8 @@ def _materialize_chunk(job, instance: DagsterInstance, chunk_key: str, result: B
     )
     result.run_ids.append(run.run_id)
     result.chunks_run += 1
+    if _interrupted(run):
+        return "interrupted"
     if not run.success:
         message = _run_failure_message(run)
         result.failed_chunks[chunk_key] = message
@@ -182,4 +213,9 @@ def _materialize_chunk(job, instance: DagsterInstance, chunk_key: str, result: B
         value = materialization.materialization.metadata.get("jobs_embedded")
         embedded += int(value.value) if value is not None else 0
     result.jobs_embedded += embedded
+    for event in run.all_events:
+        check = event.asset_check_evaluation_data if event.event_type == DagsterEventType.ASSET_CHECK_EVALUATION else None
+        if check is not None and not check.passed and check.severity == AssetCheckSeverity.ERROR:
+            result.failed_chunks[chunk_key] = check.description or f"check {check.check_name} failed"
+            return f"{embedded} embedded, FAILED check {check.check_name}: {result.failed_chunks[chunk_key]}"
     return f"{embedded} embedded"

@@ -32,26 +32,36 @@ def coverage_metadata(coverage: Coverage, problems: list[ProblemJob]) -> dict:
         "stale": coverage.stale,
         "missing": coverage.missing,
         "failed": coverage.failed,
+        "without_state": coverage.without_state,
+        "hidden_by_row_security": coverage.hidden,
         "problem_jobs": problems_markdown(problems),
     }
 
 
 def evaluate_coverage(store: JobStore, model_id: str) -> AssetCheckResult:
-    """Fresh embeddings over eligible jobs; ERROR below 100%, jobs in the grace period excepted.
-    Jobs whose vector vanished behind the pipeline's back are also marked for the sensor."""
+    """Passes only when every eligible job is fresh, counted from the jobs table. Not fresh only
+    because of the application's inserts and edits of the last JOBPING_GRACE_MINUTES: WARN.
+    Anything else (missing, stale, failed, hidden by row-level security): ERROR.
+
+    It also heals what the sensor cannot see: jobs whose vector vanished behind the pipeline's
+    back, and jobs with no state row (inserted with triggers bypassed), are queued for it."""
     coverage = store.coverage(model_id)
     problems = [] if coverage.complete else store.problem_jobs(model_id)
-    requeued = store.requeue_lost_vectors() if coverage.missing else 0
     metadata = coverage_metadata(coverage, problems)
-    metadata["requeued_lost_vectors"] = requeued
+    metadata["requeued_lost_vectors"] = store.requeue_lost_vectors() if coverage.missing else 0
+    metadata["queued_jobs_without_state"] = store.queue_jobs_without_state() if coverage.without_state else 0
+    description = (
+        f"{coverage.fresh} of {coverage.eligible} eligible jobs have a fresh embedding from {model_id}"
+        + (f"; {coverage.pending} pending (inserted or edited by the application within the grace period)" if coverage.pending else "")
+        + (f"; {coverage.stale + coverage.missing - coverage.failed} stale or missing" if coverage.stale + coverage.missing > coverage.failed else "")
+        + (f"; {coverage.failed} failed" if coverage.failed else "")
+        + (f"; {coverage.hidden} jobs hidden from this role by row-level security" if coverage.hidden else "")
+    )
     return AssetCheckResult(
         check_name=COVERAGE_CHECK,
         passed=coverage.complete,
-        severity=AssetCheckSeverity.ERROR,
-        description=(
-            f"{coverage.percent:.2f}% of {coverage.eligible - coverage.pending} due jobs have a fresh "
-            f"embedding from {model_id} ({coverage.pending} pending within the grace period)"
-        ),
+        severity=AssetCheckSeverity.WARN if coverage.only_pending else AssetCheckSeverity.ERROR,
+        description=description,
         metadata=metadata,
     )
 
@@ -88,9 +98,10 @@ def evaluate_vector_sanity(store: JobStore, model_dimensions: int | None) -> Ass
             COVERAGE_CHECK,
             asset=job_embeddings.key,
             description="Every eligible job has an embedding from the configured model for its "
-            "current text. ERROR below 100%; jobs added or edited within the grace period are "
-            "pending, not missing. Metadata: coverage %, eligible, fresh, pending, stale, missing, "
-            "failed, and the first 50 problem jobs with their errors.",
+            "current text, counted from the jobs table. Fails otherwise: WARN when the only jobs "
+            "not fresh are the application's inserts and edits of the grace period, ERROR for "
+            "anything else. Metadata: coverage %, eligible, fresh, pending, stale, missing, failed, "
+            "jobs without state, jobs hidden by row-level security, the first 50 problem jobs.",
         ),
         AssetCheckSpec(
             VECTOR_SANITY_CHECK,

@@ -12,6 +12,7 @@ from jobping_pipeline.settings import ConfigError, load_settings
 
 EXIT_INCOMPLETE = 1
 EXIT_CONFIG = 2
+EXIT_INTERRUPTED = 130
 
 
 def ensure_dagster_home() -> Path:
@@ -99,19 +100,33 @@ def _demo_data(args: argparse.Namespace) -> int:
 
 
 def _backfill(args: argparse.Namespace) -> int:
+    import signal
+
     from dagster import DagsterInstance
 
-    from jobping_pipeline.backfill import run_backfill
+    from jobping_pipeline.backfill import BackfillInterrupted, run_backfill
 
     settings = load_settings()
     ensure_dagster_home()
+    # SIGTERM (kill, a container stop) behaves like Ctrl-C: stop at a batch boundary, keep what
+    # was committed. Dagster maps both to an interrupt inside each run.
+    signal.signal(signal.SIGTERM, signal.getsignal(signal.SIGINT))
     with DagsterInstance.get() as instance:
-        result = run_backfill(
-            settings,
-            instance,
-            say=lambda line: print(line, flush=True),
-            defer_vector_indexes=args.defer_vector_indexes,
-        )
+        try:
+            result = run_backfill(
+                settings,
+                instance,
+                say=lambda line: print(line, flush=True),
+                defer_vector_indexes=args.defer_vector_indexes,
+            )
+        except BackfillInterrupted as stopped:
+            print(
+                f"stopped by a signal, {stopped.result.jobs_embedded} jobs embedded in the chunks finished "
+                "before it: every vector written before the stop is "
+                "committed with its state; the rest is still due. `jobping-pipeline backfill` continues.",
+                file=sys.stderr,
+            )
+            return EXIT_INTERRUPTED
     for chunk_key, message in result.failed_chunks.items():
         print(f"chunk {chunk_key} failed: {message}", file=sys.stderr)
     return 0 if result.complete else EXIT_INCOMPLETE

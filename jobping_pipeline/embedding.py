@@ -8,6 +8,7 @@ state, one transaction) while the model encodes the next.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -25,7 +26,12 @@ logger = logging.getLogger(__name__)
 
 
 class EmbeddingFailed(RuntimeError):
-    """A batch could not be encoded or written; its jobs carry the error in their state."""
+    """Jobs of a chunk could not be embedded; they carry the error in their state, and
+    ``report`` says what the chunk's run did all the same."""
+
+    def __init__(self, message: str, report: "ChunkReport | None" = None) -> None:
+        super().__init__(message)
+        self.report = report
 
 
 class UnknownChunk(LookupError):
@@ -71,27 +77,29 @@ def _validate(vectors: np.ndarray, count: int, dimensions: int) -> None:
 
 
 def embed_chunk(store: JobStore, encoder: Encoder, chunk_key: str, batch_size: int) -> ChunkReport:
-    """Bring every job of ``chunk_key`` up to date with ``encoder``; raise on any failure.
+    """Bring every job of ``chunk_key`` up to date with ``encoder``. Jobs that cannot be
+    embedded are recorded with their reason and raised as :class:`EmbeddingFailed` once every
+    other job of the chunk is written.
 
     Holds the chunk's advisory lock throughout, so a concurrent run of the same chunk waits and
     then finds nothing left to do."""
     started = time.perf_counter()
     report = ChunkReport(chunk_key=chunk_key)
-    failures: dict[str, str] = {}
+    failures: dict[str, list[Any]] = {}
     with store.connect() as connection, store.chunk_lock(connection, chunk_key):
         try:
-            pending = _read_pending(store, encoder, connection, chunk_key, report)
+            pending = _read_pending(store, encoder, connection, chunk_key, report, failures)
             texts = sorted(pending.ids_by_text, key=len, reverse=True)
             report.distinct_texts = len(texts)
             if "" in pending.ids_by_text:
                 texts.remove("")
-                failures[""] = "no text to embed: every text column is empty or NULL"
+                failures["no text to embed: every text column is empty or NULL"] = pending.ids_by_text[""]
             if texts:
                 _encode_and_write(store, encoder, texts, pending, batch_size, report, failures)
         finally:
             report.wall_seconds = time.perf_counter() - started
         if failures:
-            _record_and_raise(store, pending, failures, report)
+            _record_and_raise(store, failures, report)
     return report
 
 
@@ -128,8 +136,11 @@ def embed_chunk_with_retries(
     raise AssertionError("unreachable")
 
 
-def _read_pending(store: JobStore, encoder: Encoder, connection, chunk_key: str, report: ChunkReport) -> _Pending:
-    """Read the chunk, settle deleted and unchanged jobs, and return what needs the model."""
+def _read_pending(
+    store: JobStore, encoder: Encoder, connection, chunk_key: str, report: ChunkReport, failures: dict[str, list[Any]]
+) -> _Pending:
+    """Read the chunk, settle deleted and unchanged jobs, and return what needs the model. A job
+    the read did not see is forgotten only if it is really gone (``why_not_written``)."""
     database_started = time.perf_counter()
     model_id = encoder.model_id
     pending = _Pending()
@@ -140,13 +151,13 @@ def _read_pending(store: JobStore, encoder: Encoder, connection, chunk_key: str,
             "(or let the sensor run) to register chunks"
         )
     report.jobs = len(rows)
-    deleted: list[Any] = []
+    unseen: list[Any] = []
     unchanged_ids: list[Any] = []
     unchanged_hashes: list[bytes] = []
     unchanged_versions: list[int] = []
     for row in rows:
         if not row.exists:
-            deleted.append(row.job_id)
+            unseen.append(row.job_id)
             continue
         text = build_text(row.values)
         digest = text_hash(text)
@@ -160,6 +171,9 @@ def _read_pending(store: JobStore, encoder: Encoder, connection, chunk_key: str,
         pending.ids_by_text.setdefault(text, []).append(row.job_id)
         pending.hash_by_text[text] = digest
         pending.versions[row.job_id] = row.text_version
+    deleted, reasons = store.why_not_written(connection, unseen)
+    for reason, job_ids in reasons.items():
+        failures.setdefault(reason, []).extend(job_ids)
     store.forget_jobs(connection, deleted)
     store.record_unchanged(connection, unchanged_ids, unchanged_hashes, unchanged_versions, model_id)
     report.deleted += len(deleted)
@@ -168,16 +182,17 @@ def _read_pending(store: JobStore, encoder: Encoder, connection, chunk_key: str,
     return pending
 
 
-def _record_and_raise(store: JobStore, pending: _Pending, failures: dict[str, str], report: ChunkReport) -> None:
-    failed_jobs: list[str] = []
-    for text, reason in failures.items():
-        job_ids = pending.ids_by_text[text]
+def _record_and_raise(store: JobStore, failures: dict[str, list[Any]], report: ChunkReport) -> None:
+    described: list[str] = []
+    for reason, job_ids in failures.items():
         store.record_failure(job_ids, reason)
-        failed_jobs.extend(f"{job_id} ({reason})" for job_id in job_ids)
-    report.failed = len(failed_jobs)
+        shown = ", ".join(map(str, sorted(job_ids)[:10])) + (", ..." if len(job_ids) > 10 else "")
+        described.append(f"{len(job_ids)} jobs ({shown}): {reason}")
+    report.failed = sum(len(job_ids) for job_ids in failures.values())
     raise EmbeddingFailed(
-        f"chunk {report.chunk_key}: {len(failed_jobs)} jobs could not be embedded "
-        f"(the other {report.embedded} were written): " + "; ".join(failed_jobs[:20])
+        f"chunk {report.chunk_key}: {report.failed} jobs could not be embedded "
+        f"(the other {report.embedded} were written): " + "; ".join(described),
+        report,
     )
 
 
@@ -192,10 +207,10 @@ def _describe(error: Exception) -> str:
 
 
 def _encode_isolating_failures(
-    encoder: Encoder, batch: list[str], batch_size: int, failures: dict[str, str]
+    encoder: Encoder, batch: list[str], batch_size: int, failed_texts: dict[str, str]
 ) -> tuple[list[str], np.ndarray]:
     """Encode a batch; if it fails, encode its texts one by one so that one text the model
-    cannot handle costs only its own jobs. Failed texts land in ``failures`` with the reason."""
+    cannot handle costs only its own jobs. Failed texts land in ``failed_texts`` with the reason."""
     try:
         vectors = encoder.encode(batch, batch_size=batch_size)
         _validate(vectors, len(batch), encoder.dimensions)
@@ -209,11 +224,24 @@ def _encode_isolating_failures(
             vector = encoder.encode([text], batch_size=1)
             _validate(vector, 1, encoder.dimensions)
         except Exception as error:  # noqa: BLE001 - recorded per job and raised after the chunk
-            failures[text] = f"encode failed: {_describe(error)}"
+            failed_texts[text] = f"encode failed: {_describe(error)}"
             continue
         texts.append(text)
         rows.append(vector[0])
     return texts, (np.stack(rows) if rows else np.empty((0, encoder.dimensions), dtype=np.float32))
+
+
+class _WriteFailed(Exception):
+    """A write failed; its jobs are in ``failures``. Stops the chunk: the next write would too."""
+
+
+def _write_error_reason(error: Exception, store: JobStore, connection) -> str:
+    if isinstance(error, psycopg.errors.InsufficientPrivilege):
+        return (
+            f"write failed: permission denied ({str(error).strip().splitlines()[0]}); the role needs "
+            f"GRANT UPDATE ({store.settings.embedding_column}) ON {store.settings.jobs_table} (README, 'Least privilege')"
+        )
+    return f"write failed: {_describe(error)}"
 
 
 def _encode_and_write(
@@ -223,14 +251,22 @@ def _encode_and_write(
     pending: _Pending,
     batch_size: int,
     report: ChunkReport,
-    failures: dict[str, str],
+    failures: dict[str, list[Any]],
 ) -> None:
     """Encode group n+1 (``BATCHES_PER_MODEL_CALL`` batches in one model call) while a writer
-    thread writes group n in one statement (at most one write in flight). Texts the model cannot
-    encode go into ``failures``; every other job is written."""
+    thread writes group n in one statement (at most one write in flight). Jobs that cannot be
+    encoded or written go into ``failures`` with the reason; every other job is written.
+
+    Interrupted (a signal, a run terminated from the UI), it stops at a batch boundary: the write
+    in flight finishes and commits, nothing else starts."""
     model_id = encoder.model_id
     connection = store.writer_connection()
     in_flight: Future | None = None
+    failures_lock = threading.Lock()
+
+    def fail(reason: str, job_ids: list[Any]) -> None:
+        with failures_lock:
+            failures.setdefault(reason, []).extend(job_ids)
 
     def write(job_ids: list[Any], vectors: np.ndarray, hashes: list[bytes], versions: list[int]) -> None:
         write_started = time.perf_counter()
@@ -239,40 +275,46 @@ def _encode_and_write(
         except psycopg.OperationalError:
             raise  # the database went away: retried by embed_chunk_with_retries, not the jobs' fault
         except Exception as error:
-            store.record_failure(job_ids, f"write failed: {_describe(error)}")
-            raise EmbeddingFailed(
-                f"writing {len(job_ids)} embeddings of chunk {report.chunk_key} failed: {error}"
-            ) from error
-        gone = len(job_ids) - len(written)
-        if gone:
+            fail(_write_error_reason(error, store, connection), job_ids)
+            raise _WriteFailed() from error
+        if len(written) != len(job_ids):
             written_set = set(written)
-            missing = [job_id for job_id in job_ids if job_id not in written_set]
+            deleted, reasons = store.why_not_written(connection, [job_id for job_id in job_ids if job_id not in written_set])
             logger.warning(
-                "chunk %s: %d of %d rows updated; %d jobs were deleted during the run: %s",
-                report.chunk_key, len(written), len(job_ids), gone, missing[:20],
+                "chunk %s: %d of %d rows updated; %d deleted during the run, %d not written: %s",
+                report.chunk_key, len(written), len(job_ids), len(deleted), len(job_ids) - len(written) - len(deleted),
+                "; ".join(reasons) or "-",
             )
-            store.forget_jobs(connection, missing)
-            report.deleted += gone
+            store.forget_jobs(connection, deleted)
+            report.deleted += len(deleted)
+            for reason, ids in reasons.items():
+                fail(reason, ids)
         report.embedded += len(written)
         report.database_seconds += time.perf_counter() - write_started
 
     group_size = batch_size * BATCHES_PER_MODEL_CALL
     with connection, ThreadPoolExecutor(max_workers=1, thread_name_prefix="jobping-writer") as writer:
-        for start in range(0, len(texts), group_size):
-            encode_started = time.perf_counter()
-            batch, vectors = _encode_isolating_failures(
-                encoder, texts[start : start + group_size], batch_size, failures
-            )
-            report.encode_seconds += time.perf_counter() - encode_started
-            if not batch:
-                continue
-            repeats = [len(pending.ids_by_text[text]) for text in batch]
-            job_ids = [job_id for text in batch for job_id in pending.ids_by_text[text]]
-            job_vectors = np.repeat(vectors, repeats, axis=0)
-            hashes = [pending.hash_by_text[text] for text, count in zip(batch, repeats) for _ in range(count)]
-            versions = [pending.versions[job_id] for job_id in job_ids]
+        try:
+            for start in range(0, len(texts), group_size):
+                encode_started = time.perf_counter()
+                failed_texts: dict[str, str] = {}
+                batch, vectors = _encode_isolating_failures(
+                    encoder, texts[start : start + group_size], batch_size, failed_texts
+                )
+                for text, reason in failed_texts.items():
+                    fail(reason, pending.ids_by_text[text])
+                report.encode_seconds += time.perf_counter() - encode_started
+                if not batch:
+                    continue
+                repeats = [len(pending.ids_by_text[text]) for text in batch]
+                job_ids = [job_id for text in batch for job_id in pending.ids_by_text[text]]
+                job_vectors = np.repeat(vectors, repeats, axis=0)
+                hashes = [pending.hash_by_text[text] for text, count in zip(batch, repeats) for _ in range(count)]
+                versions = [pending.versions[job_id] for job_id in job_ids]
+                if in_flight is not None:
+                    in_flight.result()  # re-raises a failed write before more work is queued
+                in_flight = writer.submit(write, job_ids, job_vectors, hashes, versions)
             if in_flight is not None:
-                in_flight.result()  # re-raises a failed write before more work is queued
-            in_flight = writer.submit(write, job_ids, job_vectors, hashes, versions)
-        if in_flight is not None:
-            in_flight.result()
+                in_flight.result()
+        except _WriteFailed:
+            pass  # recorded in failures; the jobs not yet written stay due

@@ -31,6 +31,7 @@ from dagster import (
 
 from jobping_pipeline.assets import job_embeddings
 from jobping_pipeline.store import JobStore
+from jobping_pipeline.store.chunks import DirtyChunk
 from jobping_pipeline.partitions import JOB_CHUNKS
 from jobping_pipeline.resources import EmbeddingModel, JobsDatabase
 
@@ -45,6 +46,7 @@ PARTITION_TAG = "dagster/partition"
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
 RECENT_BACKFILLS = 100
+BACKOFF_CAP_TICKS = 64
 
 
 @dataclass
@@ -54,8 +56,10 @@ class TickPlan:
     setup_changes: list[str] = field(default_factory=list)
     new_chunks: list[str] = field(default_factory=list)
     partitions_to_add: list[str] = field(default_factory=list)
-    chunks_to_run: list[tuple[str, int]] = field(default_factory=list)
+    chunks_to_run: list[DirtyChunk] = field(default_factory=list)
     chunks_in_flight: list[str] = field(default_factory=list)
+    chunks_backing_off: list[str] = field(default_factory=list)
+    tick: int = 0
 
 
 def chunks_in_requested_backfills(instance: DagsterInstance) -> set[str]:
@@ -111,17 +115,30 @@ def plan_tick(
         else:
             raise RuntimeError("the pipeline is not set up: run `jobping-pipeline setup`")
         plan.setup_changes = store.setup(dimensions)  # also queues jobs that have no state yet
+    plan.tick = store.advance_tick()
     plan.new_chunks = store.register_chunks(scan_table=False)
     all_keys = store.chunk_keys()
     known = set(known_partitions)
     plan.partitions_to_add = [key for key in all_keys if key not in known]
     busy = in_flight(all_keys) if in_flight else set()
-    for chunk_key, count in store.dirty_chunks():
-        if chunk_key in busy:
-            plan.chunks_in_flight.append(chunk_key)
+    for chunk in store.dirty_chunks():
+        if chunk.chunk_key in busy:
+            plan.chunks_in_flight.append(chunk.chunk_key)
+        elif chunk.failed_runs and plan.tick < _retry_tick(store, chunk, plan.tick):
+            plan.chunks_backing_off.append(chunk.chunk_key)
         else:
-            plan.chunks_to_run.append((chunk_key, count))
+            plan.chunks_to_run.append(chunk)
     return plan
+
+
+def _retry_tick(store: JobStore, chunk: DirtyChunk, tick: int) -> int:
+    """A chunk whose runs keep failing as a whole is tried again after 1, 2, 4 ... ticks (at most
+    BACKOFF_CAP_TICKS), counted from the tick that first sees the failure."""
+    if chunk.retry_at_tick is not None:
+        return chunk.retry_at_tick
+    retry_at = tick + min(2 ** (chunk.failed_runs - 1), BACKOFF_CAP_TICKS)
+    store.schedule_retry(chunk.chunk_key, retry_at)
+    return retry_at
 
 
 def build_sensor(job, interval_seconds: int) -> SensorDefinition:
@@ -135,8 +152,10 @@ def build_sensor(job, interval_seconds: int) -> SensorDefinition:
         context: SensorEvaluationContext, jobs_database: JobsDatabase, embedding_model: EmbeddingModel
     ) -> SensorResult:
         """Catches new and edited jobs: registers new chunks as partitions of job_embeddings and
-        requests a run for every chunk with pending work, never twice while one is queued or
-        running. Restores partition keys from the database registry on a fresh instance."""
+        requests a run for every chunk with pending work, never twice for the same work (run
+        keys) nor while one is queued or running. A chunk whose runs fail as a whole is tried
+        again after 1, 2, 4 ... ticks. Restores partition keys from the database registry on a
+        fresh instance."""
         store = jobs_database.store()
         instance = context.instance
         known = instance.get_dynamic_partitions(JOB_CHUNKS)
@@ -146,16 +165,18 @@ def build_sensor(job, interval_seconds: int) -> SensorDefinition:
         for change in plan.setup_changes:
             context.log.info(f"setup: {change}")
         context.log.info(
-            f"{len(plan.new_chunks)} new chunks, {len(plan.partitions_to_add)} partitions added, "
-            f"{len(plan.chunks_to_run)} runs requested, {len(plan.chunks_in_flight)} chunks already in flight"
+            f"tick {plan.tick}: {len(plan.new_chunks)} new chunks, {len(plan.partitions_to_add)} partitions added, "
+            f"{len(plan.chunks_to_run)} runs requested, {len(plan.chunks_in_flight)} chunks already in flight, "
+            f"{len(plan.chunks_backing_off)} failing chunks backing off"
         )
         return SensorResult(
             run_requests=[
                 RunRequest(
-                    partition_key=chunk_key,
-                    tags={"jobping/trigger": "sensor", "jobping/pending_jobs": str(count)},
+                    run_key=chunk.run_key,
+                    partition_key=chunk.chunk_key,
+                    tags={"jobping/trigger": "sensor", "jobping/pending_jobs": str(chunk.jobs)},
                 )
-                for chunk_key, count in plan.chunks_to_run
+                for chunk in plan.chunks_to_run
             ],
             dynamic_partitions_requests=(
                 [AddDynamicPartitionsRequest(JOB_CHUNKS, plan.partitions_to_add)]

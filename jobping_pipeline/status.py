@@ -22,6 +22,9 @@ class Status:
     pending: int
     missing: int
     failed: int
+    without_state: int
+    hidden: int
+    complete: bool
     chunks_total: int
     chunks_done: int
     chunks_to_do: int
@@ -29,13 +32,10 @@ class Status:
     jobs_not_in_a_chunk: int
     recent_jobs_per_second: float | None
     eta_seconds: float | None
-
-    @property
-    def complete(self) -> bool:
-        return self.coverage_percent == 100.0
+    failing_chunks: list[dict]
 
     def as_dict(self) -> dict:
-        return {**asdict(self), "complete": self.complete}
+        return asdict(self)
 
 
 def recent_throughput(instance: DagsterInstance | None) -> float | None:
@@ -77,6 +77,9 @@ def collect_status(store: JobStore, model_id: str, instance: DagsterInstance | N
         pending=coverage.pending,
         missing=coverage.missing,
         failed=coverage.failed,
+        without_state=coverage.without_state,
+        hidden=coverage.hidden,
+        complete=coverage.complete,
         chunks_total=len(chunks),
         chunks_done=int((chunks["to_do"] == 0).sum()),
         chunks_to_do=int((chunks["to_do"] > 0).sum()),
@@ -84,6 +87,9 @@ def collect_status(store: JobStore, model_id: str, instance: DagsterInstance | N
         jobs_not_in_a_chunk=unassigned,
         recent_jobs_per_second=round(rate, 2) if rate else None,
         eta_seconds=round(jobs_to_do / rate, 1) if rate and jobs_to_do else (0.0 if not jobs_to_do else None),
+        failing_chunks=[
+            {"chunk": key, "failed_runs": runs, "last_error": error} for key, runs, error in store.failing_chunks()
+        ],
     )
     return status, chunks
 
@@ -98,6 +104,9 @@ def render(status: Status, chunks: pd.DataFrame, format_duration) -> str:
             "pending": status.pending,
             "missing": status.missing,
             "failed": status.failed,
+            "without state": status.without_state,
+            "hidden (RLS)": status.hidden,
+            "complete": "yes" if status.complete else "NO",
             "chunks done": f"{status.chunks_done} of {status.chunks_total}",
             "jobs to do": status.jobs_to_do,
             "recent jobs/s": status.recent_jobs_per_second if status.recent_jobs_per_second else "unknown",
@@ -109,4 +118,6 @@ def render(status: Status, chunks: pd.DataFrame, format_duration) -> str:
     to_do = chunks[chunks["to_do"] > 0]
     if len(to_do):
         lines += ["", f"chunks with work to do ({len(to_do)}, first 10):", to_do.head(10).to_string(index=False)]
+    for failing in status.failing_chunks[:10]:
+        lines.append(f"chunk {failing['chunk']}: {failing['failed_runs']} failed runs in a row, last: {failing['last_error']}")
     return "\n".join(lines)

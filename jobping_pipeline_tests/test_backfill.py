@@ -2,15 +2,17 @@
 
 import psycopg
 import pytest
-from dagster import DagsterRunStatus, RunsFilter
+from dagster import AssetCheckSeverity, DagsterEventType, DagsterRunStatus, RunsFilter
 
-from jobping_pipeline.backfill import run_backfill
-from jobping_pipeline.definitions import EMBED_JOB
+from jobping_pipeline.backfill import register, run_backfill
+from jobping_pipeline.definitions import EMBED_JOB, build_definitions
+from jobping_pipeline.store import JobStore
 from jobping_pipeline.encoder import loaded_model_count
 from jobping_pipeline.partitions import JOB_CHUNKS
 
 from .helpers import load_demo, make_settings
 
+MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 EVERY_OTHER_COLUMN = "SELECT id, (to_jsonb(j) - 'embedding')::text FROM jobs j ORDER BY id"
 
 
@@ -44,7 +46,7 @@ def test_full_backfill_reaches_full_coverage_and_touches_nothing_else(database_u
     assert again.complete
 
 
-def test_a_failing_batch_fails_the_run_with_the_error_visible(settings, encoder, instance, monkeypatch):
+def test_a_failing_batch_fails_the_chunk_checks_with_the_error_visible(settings, encoder, instance, monkeypatch):
     load_demo(settings, 50)
 
     def broken_encode(self, texts, batch_size):
@@ -58,10 +60,39 @@ def test_a_failing_batch_fails_the_run_with_the_error_visible(settings, encoder,
     assert all("injected failure inside a batch" in message for message in result.failed_chunks.values())
     assert (result.coverage.fresh, result.coverage.failed, result.coverage.pending) == (0, 50, 0)
     assert result.coverage.percent == 0.0
-    failed_runs = instance.get_runs(RunsFilter(statuses=[DagsterRunStatus.FAILURE]))
-    assert len(failed_runs) == 2
     with psycopg.connect(settings.database_url) as connection:
         assert connection.execute(
             "SELECT count(*) FROM jobping_pipeline.job_state WHERE embedded_version IS NOT NULL"
         ).fetchone() == (0,)
         assert connection.execute("SELECT count(*) FROM jobs WHERE embedding IS NOT NULL").fetchone() == (0,)
+
+
+def test_one_bad_job_in_a_multi_chunk_run_materializes_the_rest_and_fails_the_check(settings, encoder, instance, monkeypatch):
+    load_demo(settings, 100)  # chunks of 40: 000001 to 000003
+    with psycopg.connect(settings.database_url, autocommit=True) as connection:
+        connection.execute("UPDATE jobs SET description = 'POISON pill' WHERE id = 57")
+    register(JobStore(settings), instance, encoder)
+    real_encode = type(encoder).encode
+
+    def encode_refusing_poison(self, texts, batch_size):
+        if any("POISON" in text for text in texts):
+            raise RuntimeError("injected model failure")
+        return real_encode(self, texts, batch_size)
+
+    monkeypatch.setattr(type(encoder), "encode", encode_refusing_poison)
+    run = build_definitions(settings).resolve_job_def(EMBED_JOB).execute_in_process(
+        instance=instance,
+        tags={"dagster/asset_partition_range_start": "000001", "dagster/asset_partition_range_end": "000003"},
+    )
+    assert run.success
+    materialized = {event.partition for event in run.get_asset_materialization_events()}
+    assert materialized == {"000001", "000002", "000003"}
+    checks = [
+        event.asset_check_evaluation_data
+        for event in run.all_events
+        if event.event_type == DagsterEventType.ASSET_CHECK_EVALUATION
+    ]
+    assert len(checks) == 1 and not checks[0].passed and checks[0].severity == AssetCheckSeverity.ERROR
+    assert "- 57: failed 1x: encode failed: RuntimeError: injected model failure" in checks[0].metadata["not_fresh_jobs"].value
+    assert checks[0].metadata["fresh"].value == 99
+    assert JobStore(settings).coverage(MODEL_ID).fresh == 99

@@ -55,14 +55,14 @@ def test_coverage_fails_with_ids_and_passes_after_the_next_run(backfilled, insta
     problems = result.metadata["problem_jobs"].value
     assert f"- {new_id}: no vector" in problems and "- 7: no vector" in problems
     assert result.metadata["requeued_lost_vectors"].value == 1
-    assert [key for key, _ in store.dirty_chunks()] == ["000001"]
+    assert [chunk.chunk_key for chunk in store.dirty_chunks()] == ["000001"]
     result = tick(backfilled, instance)
     assert requested(result) == ["000001", "000003"]
     run_chunks(backfilled, instance, result)
     assert evaluate_coverage(store, MODEL_ID).passed
 
 
-def test_grace_period_and_eligibility(database_url, encoder, instance):
+def test_jobs_queued_by_setup_are_due_at_once_and_app_inserts_only_warn(database_url, encoder, instance):
     settings = make_settings(database_url, JOBPING_CHUNK_SIZE="20", JOBPING_ELIGIBLE_COLUMN="is_active")
     load_demo(settings, 20)
     store = JobStore(settings)
@@ -70,10 +70,20 @@ def test_grace_period_and_eligibility(database_url, encoder, instance):
     store.register_chunks(scan_table=True)
     with psycopg.connect(database_url, autocommit=True) as connection:
         active = connection.execute("SELECT count(*) FROM jobs WHERE is_active").fetchone()[0]
+    queued = evaluate_coverage(store, MODEL_ID)
+    assert not queued.passed and queued.severity == AssetCheckSeverity.ERROR
+    assert (queued.metadata["pending"].value, queued.metadata["missing"].value) == (0, active)
+    assert queued.metadata["coverage_percent"].value == 0.0
+    assert run_backfill(settings, instance, say=lambda line: None).complete
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        connection.execute("INSERT INTO jobs (title, company) VALUES ('Roofer', 'Dach GmbH')")
     young = evaluate_coverage(store, MODEL_ID)
-    assert young.passed and young.metadata["pending"].value == active == young.metadata["eligible"].value
+    assert not young.passed and young.severity == AssetCheckSeverity.WARN
+    assert (young.metadata["pending"].value, young.metadata["fresh"].value) == (1, active)
+    assert young.metadata["coverage_percent"].value < 100
     no_grace = make_settings(database_url, JOBPING_ELIGIBLE_COLUMN="is_active", JOBPING_GRACE_MINUTES="0")
-    assert not evaluate_coverage(JobStore(no_grace), MODEL_ID).passed
+    late = evaluate_coverage(JobStore(no_grace), MODEL_ID)
+    assert not late.passed and late.severity == AssetCheckSeverity.ERROR and late.metadata["missing"].value == 1
     assert 0 < active < 20
 
 

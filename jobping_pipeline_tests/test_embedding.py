@@ -91,7 +91,7 @@ def test_a_text_the_model_cannot_embed_fails_only_its_jobs_and_the_chunk(setting
     monkeypatch.setattr(type(encoder), "encode", encode_refusing_poison)
     with pytest.raises(EmbeddingFailed, match=r"2 jobs could not be embedded \(the other 38 were written\)") as raised:
         embed_chunk(store, encoder, "000001", batch_size=16)
-    assert "20 (encode failed: RuntimeError: injected model failure)" in str(raised.value)
+    assert "2 jobs (20, 33): encode failed: RuntimeError: injected model failure" in str(raised.value)
     with psycopg.connect(settings.database_url) as connection:
         rows = connection.execute(
             "SELECT j.id, j.embedding IS NOT NULL, s.embedded_version IS NOT NULL, s.attempts, s.last_error "

@@ -36,6 +36,10 @@ TABLE_COLUMNS = sql.SQL(
 )
 
 
+ROW_SECURITY_ACTIVE = sql.SQL("SELECT row_security_active(%s::regclass)")
+CURRENT_USER = sql.SQL("SELECT current_user")
+
+
 class DatabaseUnavailable(RuntimeError):
     """The jobs database cannot be reached; the message never contains a password."""
 
@@ -250,6 +254,15 @@ class StoreBase:
                 f"{self.settings.jobs_table}.{self.settings.embedding_column} does not exist: "
                 "run `jobping-pipeline setup` first"
             )
+
+    def row_security_active(self, connection: psycopg.Connection) -> bool:
+        """Whether row-level security filters what this role sees or updates of the jobs table."""
+        table = table_identifier(self.settings.jobs_table).as_string(connection)
+        return bool(connection.execute(ROW_SECURITY_ACTIVE, (table,)).fetchone()[0])
+
+    @staticmethod
+    def role(connection: psycopg.Connection) -> str:
+        return connection.execute(CURRENT_USER).fetchone()[0]
 
     def existing_job_count(self) -> int | None:
         """Rows in the jobs table, or None when it does not exist."""

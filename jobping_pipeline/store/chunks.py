@@ -4,6 +4,7 @@ which chunks have work to do, and the per-chunk lock that keeps two runs from do
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 
 import psycopg
 from psycopg import sql
@@ -15,6 +16,24 @@ ADVISORY_LOCK_REGISTER = 728_461_001
 ADVISORY_LOCK_CHUNK = 728_461_002
 REGISTER_LOCK = sql.SQL("SELECT pg_advisory_xact_lock(%s)")
 CHUNK_KEY_WIDTH = 6
+
+
+@dataclass(frozen=True)
+class DirtyChunk:
+    """A chunk with work for the sensor."""
+
+    chunk_key: str
+    jobs: int
+    newest_version: int
+    job_attempts: int
+    failed_runs: int
+    retry_at_tick: int | None
+
+    @property
+    def run_key(self) -> str:
+        """Names this state of the chunk's work: the same work is never requested twice, and a
+        new edit, a failed job or a failed run makes a new key."""
+        return f"{self.chunk_key}:v{self.newest_version}:a{self.job_attempts}:f{self.failed_runs}"
 
 
 def assign_chunks(names: Names) -> sql.Composed:
@@ -71,12 +90,43 @@ def chunks_with_pending_work(names: Names) -> sql.Composed:
 
 def dirty_chunks(names: Names) -> sql.Composed:
     """Chunks with a job whose text changed since its last embedding (or never embedded) and
-    that has attempts left. Served by the partial index job_state_dirty: no table scan."""
+    that has attempts left, with what identifies this state of their work (newest version, job
+    attempts, failed runs) and when a failing chunk may be tried again. Served by the partial
+    index job_state_dirty: no table scan."""
     return sql.SQL(
-        "SELECT c.chunk_key, count(*) FROM {job_state} s JOIN {chunks} c ON c.chunk_no = s.chunk_no "
+        "SELECT c.chunk_key, count(*), max(s.text_version), sum(s.attempts), c.failed_runs, c.retry_at_tick"
+        " FROM {job_state} s JOIN {chunks} c ON c.chunk_no = s.chunk_no "
         "WHERE s.dirty AND s.attempts < %(max_attempts)s "
         "GROUP BY c.chunk_no, c.chunk_key ORDER BY c.chunk_no"
     ).format(job_state=names.state("job_state"), chunks=names.state("chunks"))
+
+
+def record_run_outcome(names: Names) -> sql.Composed:
+    """A run of chunks ``%(chunk_keys)s`` failed as a whole (``%(error)s`` set) or succeeded
+    (``%(error)s`` NULL): count the failure, or forget earlier ones."""
+    return sql.SQL(
+        "UPDATE {} SET failed_runs = CASE WHEN %(error)s::text IS NULL THEN 0 ELSE failed_runs + 1 END,"
+        " last_run_error = %(error)s, retry_at_tick = NULL "
+        "WHERE chunk_key = ANY(%(chunk_keys)s) AND (%(error)s::text IS NOT NULL OR failed_runs > 0)"
+    ).format(names.state("chunks"))
+
+
+def schedule_retry(names: Names) -> sql.Composed:
+    return sql.SQL("UPDATE {} SET retry_at_tick = %s WHERE chunk_key = %s").format(names.state("chunks"))
+
+
+def advance_tick(names: Names) -> sql.Composed:
+    """The sensor's tick counter (kept in the state, so backoff survives a new Dagster instance)."""
+    return sql.SQL(
+        "INSERT INTO {meta} AS m (key, value) VALUES ('sensor_tick', '1') "
+        "ON CONFLICT (key) DO UPDATE SET value = (m.value::bigint + 1)::text RETURNING value::bigint"
+    ).format(meta=names.state("meta"))
+
+
+def failing_chunks(names: Names) -> sql.Composed:
+    return sql.SQL(
+        "SELECT chunk_key, failed_runs, last_run_error FROM {} WHERE failed_runs > 0 ORDER BY chunk_no"
+    ).format(names.state("chunks"))
 
 
 def chunk_progress(names: Names) -> sql.Composed:
@@ -137,10 +187,32 @@ class ChunkStore(StoreBase):
             rows = connection.execute(chunks_with_pending_work(self.names()), {"model_id": model_id})
             return [(key, count) for key, count in rows]
 
-    def dirty_chunks(self) -> list[tuple[str, int]]:
+    def dirty_chunks(self) -> list[DirtyChunk]:
         """Chunks with new or edited jobs that have attempts left (cheap: a partial index)."""
         with self.connect(autocommit=True, vectors=False) as connection:
-            return list(connection.execute(dirty_chunks(self.names()), {"max_attempts": self.settings.max_attempts}))
+            rows = connection.execute(dirty_chunks(self.names()), {"max_attempts": self.settings.max_attempts})
+            return [DirtyChunk(*row) for row in rows]
+
+    def record_run_outcome(self, chunk_keys: list[str], error: str | None) -> None:
+        """After a run of these chunks: ``error`` when it failed as a whole, None when it ran."""
+        with self.connect(autocommit=True, vectors=False) as connection:
+            connection.execute(
+                record_run_outcome(self.names()),
+                {"chunk_keys": list(chunk_keys), "error": error[:2000] if error else None},
+            )
+
+    def advance_tick(self) -> int:
+        with self.connect(autocommit=True, vectors=False) as connection:
+            return connection.execute(advance_tick(self.names())).fetchone()[0]
+
+    def schedule_retry(self, chunk_key: str, tick: int) -> None:
+        with self.connect(autocommit=True, vectors=False) as connection:
+            connection.execute(schedule_retry(self.names()), (tick, chunk_key))
+
+    def failing_chunks(self) -> list[tuple[str, int, str]]:
+        """(chunk key, failed runs in a row, last error) of chunks whose last run failed."""
+        with self.connect(autocommit=True, vectors=False) as connection:
+            return list(connection.execute(failing_chunks(self.names())))
 
     def chunk_progress(self, model_id: str) -> list[tuple[str, int, int, int]]:
         """(chunk key, jobs, jobs to do, failed) for every chunk."""

@@ -10,6 +10,7 @@ from typing import Any, Sequence
 from psycopg import sql
 
 from jobping_pipeline.store.catalog import Names, StoreBase
+from jobping_pipeline.store.setup import enqueue_unregistered_jobs, text_versions
 
 # The coverage join hashes a million small state rows; with the default 4 MB it spills to disk
 # and takes twice as long (3.9 s vs 1.7 s at 1M jobs, benchmarks/throughput.py --scale).
@@ -18,8 +19,10 @@ COVERAGE_WORK_MEM = sql.SQL("SET LOCAL work_mem = '64MB'")
 
 @dataclass(frozen=True)
 class Coverage:
-    """Counts over the eligible jobs. ``pending`` jobs (added or edited within the grace period)
-    are neither counted as covered nor as missing."""
+    """Counts over the eligible jobs, from the jobs table itself (state.md has the states).
+    ``pending`` jobs are not fresh: shown, never counted as done. ``hidden`` counts jobs the
+    pipeline knows of but this role cannot see (row-level security): they make coverage
+    unprovable, never 100%."""
 
     eligible: int
     fresh: int
@@ -27,15 +30,26 @@ class Coverage:
     stale: int
     missing: int
     failed: int
-
-    @property
-    def percent(self) -> float:
-        due = self.eligible - self.pending
-        return 100.0 if due <= 0 else 100.0 * self.fresh / due
+    without_state: int = 0
+    hidden: int = 0
 
     @property
     def complete(self) -> bool:
-        return self.fresh + self.pending == self.eligible
+        """Every eligible job is fresh: decided by counts, never by a rounded percentage."""
+        return self.fresh == self.eligible and self.hidden == 0
+
+    @property
+    def percent(self) -> float:
+        """Fresh over eligible jobs, hidden ones included; 100.0 only when complete."""
+        due = self.eligible + self.hidden
+        if self.complete:
+            return 100.0
+        return min(100.0 * self.fresh / due, 99.99) if due else 0.0
+
+    @property
+    def only_pending(self) -> bool:
+        """Not complete, but only because of the application's own recent inserts and edits."""
+        return not self.complete and self.fresh + self.pending == self.eligible and self.hidden == 0
 
 
 @dataclass(frozen=True)
@@ -53,21 +67,37 @@ class ProblemJob:
 
 def job_status(names: Names, eligible_column: str | None) -> sql.Composed:
     """One row per eligible job with its freshness classified (shared by every check query).
-    fresh: embedded from its current text by %(model_id)s; young: added or edited within the
-    grace period and not failed (so pending if not fresh); stale: has a vector, from another
-    model or older text; missing: no vector."""
+    fresh: embedded from its current text by %(model_id)s; young: an application insert or edit
+    within the grace period and not failed (so pending if not fresh); stale: has a vector, from
+    another model or older text; missing: no vector, or no state row at all."""
     eligible = sql.SQL("j.{} IS TRUE").format(sql.Identifier(eligible_column)) if eligible_column else sql.SQL("TRUE")
     return sql.SQL(
-        "SELECT j.{id} AS job_id, s.chunk_no, s.last_error, s.attempts,"
-        " (j.{embedding} IS NOT NULL AND s.model_id = %(model_id)s"
-        "  AND s.embedded_version = s.text_version) AS fresh,"
-        " (s.changed_at > now() - make_interval(mins => %(grace_minutes)s)"
-        "  AND s.last_error IS NULL) AS young,"
+        "SELECT j.{id} AS job_id, s.chunk_no, s.last_error, s.attempts, s.job_id IS NULL AS without_state,"
+        " coalesce(j.{embedding} IS NOT NULL AND s.model_id = %(model_id)s"
+        "  AND s.embedded_version = s.text_version, false) AS fresh,"
+        " coalesce(s.app_change AND s.changed_at > now() - make_interval(mins => %(grace_minutes)s)"
+        "  AND s.last_error IS NULL, false) AS young,"
         " j.{embedding} IS NOT NULL AS has_vector "
         "FROM {jobs} j LEFT JOIN {job_state} s ON s.job_id = j.{id} WHERE {eligible}"
     ).format(
         id=names.id, embedding=names.embedding, jobs=names.jobs, job_state=names.state("job_state"), eligible=eligible
     )
+
+
+def job_states(names: Names, eligible_column: str | None) -> sql.Composed:
+    """The state (state.md) of each eligible job among ``%(job_ids)s``."""
+    return sql.SQL(
+        "SELECT job_id, CASE WHEN fresh THEN 'fresh' WHEN young THEN 'pending'"
+        " WHEN has_vector THEN 'stale' ELSE 'missing' END FROM ({status}) AS status WHERE job_id = ANY(%(job_ids)s)"
+    ).format(status=job_status(names, eligible_column))
+
+
+def hidden_jobs(names: Names) -> sql.Composed:
+    """State rows of jobs this role cannot see (only asked when row-level security is active:
+    otherwise a job that cannot be seen is gone)."""
+    return sql.SQL(
+        "SELECT count(*) FROM {job_state} s WHERE NOT EXISTS (SELECT 1 FROM {jobs} j WHERE j.{id} = s.job_id)"
+    ).format(job_state=names.state("job_state"), jobs=names.jobs, id=names.id)
 
 
 def in_chunks(names: Names) -> sql.Composed:
@@ -78,14 +108,15 @@ def in_chunks(names: Names) -> sql.Composed:
 
 def coverage(names: Names, eligible_column: str | None, *, chunks_only: bool = False) -> sql.Composed:
     """Counts over the eligible jobs (with ``chunks_only``, those of the chunks
-    ``%(chunk_keys)s``): eligible, fresh, pending, stale, missing, failed."""
+    ``%(chunk_keys)s``): eligible, fresh, pending, stale, missing, failed, without state."""
     return sql.SQL(
         "SELECT count(*),"
         " count(*) FILTER (WHERE fresh),"
         " count(*) FILTER (WHERE NOT fresh AND young IS TRUE),"
         " count(*) FILTER (WHERE NOT fresh AND young IS NOT TRUE AND has_vector),"
         " count(*) FILTER (WHERE NOT fresh AND young IS NOT TRUE AND NOT has_vector),"
-        " count(*) FILTER (WHERE NOT fresh AND last_error IS NOT NULL) "
+        " count(*) FILTER (WHERE NOT fresh AND last_error IS NOT NULL),"
+        " count(*) FILTER (WHERE without_state) "
         "FROM ({status}) AS status WHERE {where}"
     ).format(status=job_status(names, eligible_column), where=in_chunks(names) if chunks_only else sql.SQL("TRUE"))
 
@@ -98,7 +129,7 @@ def problem_jobs(names: Names, eligible_column: str | None, *, chunks_only: bool
     else:
         where = sql.SQL("NOT fresh AND young IS NOT TRUE")
     return sql.SQL(
-        "SELECT job_id::text, has_vector, attempts, last_error FROM ({status}) AS status "
+        "SELECT job_id::text, has_vector, coalesce(attempts, 0), last_error FROM ({status}) AS status "
         "WHERE {where} ORDER BY last_error IS NULL, job_id LIMIT %(limit)s"
     ).format(status=job_status(names, eligible_column), where=where)
 
@@ -117,10 +148,16 @@ def requeue_lost_vectors(names: Names) -> sql.Composed:
     """Jobs recorded as embedded whose vector is gone (set to NULL behind the pipeline's back):
     mark them dirty so the sensor embeds them again."""
     return sql.SQL(
-        "UPDATE {job_state} AS s SET text_version = s.text_version + 1, changed_at = now() "
+        "UPDATE {job_state} AS s SET text_version = {next_version}, changed_at = now(), app_change = false "
         "FROM {jobs} j WHERE j.{id} = s.job_id AND j.{embedding} IS NULL "
         "AND s.embedded_version = s.text_version"
-    ).format(job_state=names.state("job_state"), jobs=names.jobs, id=names.id, embedding=names.embedding)
+    ).format(
+        job_state=names.state("job_state"),
+        jobs=names.jobs,
+        id=names.id,
+        embedding=names.embedding,
+        next_version=text_versions(names),
+    )
 
 
 class CoverageStore(StoreBase):
@@ -128,15 +165,34 @@ class CoverageStore(StoreBase):
         return {"model_id": model_id, "grace_minutes": self.settings.grace_minutes, **extra}
 
     def coverage(self, model_id: str, chunk_keys: Sequence[str] | None = None) -> Coverage:
-        """Freshness of every eligible job (``JOBPING_ELIGIBLE_COLUMN``, grace period applied),
-        or with ``chunk_keys`` of those chunks' jobs."""
-        statement = coverage(self.names(), self.settings.eligible_column, chunks_only=chunk_keys is not None)
+        """Freshness of every eligible job (``JOBPING_ELIGIBLE_COLUMN``), or with ``chunk_keys``
+        of those chunks' jobs; counts jobs hidden by row-level security too."""
+        names = self.names()
+        statement = coverage(names, self.settings.eligible_column, chunks_only=chunk_keys is not None)
         with self.connect(autocommit=True, vectors=False) as connection, connection.transaction():
             connection.execute(COVERAGE_WORK_MEM)
             row = connection.execute(
                 statement, self._check_parameters(model_id, chunk_keys=list(chunk_keys or []))
             ).fetchone()
-        return Coverage(*row)
+            hidden = 0
+            if chunk_keys is None and self.row_security_active(connection):
+                hidden = connection.execute(hidden_jobs(names)).fetchone()[0]
+        return Coverage(*row, hidden=hidden)
+
+    def job_states(self, model_id: str, job_ids: Sequence[Any]) -> dict[Any, str]:
+        """The state of each of these jobs (absent: not an eligible row of the jobs table)."""
+        with self.connect(autocommit=True, vectors=False) as connection:
+            rows = connection.execute(
+                job_states(self.names(), self.settings.eligible_column),
+                self._check_parameters(model_id, job_ids=list(job_ids)),
+            )
+            return dict(rows.fetchall())
+
+    def queue_jobs_without_state(self) -> int:
+        """Give a state row to every job that has none (inserted with triggers bypassed, or
+        from a primary-key change before version 2 of the triggers), so the sensor sees it."""
+        with self.connect(autocommit=True, vectors=False) as connection:
+            return connection.execute(enqueue_unregistered_jobs(self.names())).rowcount
 
     def problem_jobs(self, model_id: str, chunk_keys: Sequence[str] | None = None, limit: int = 50) -> list[ProblemJob]:
         """Up to ``limit`` eligible jobs without a fresh vector, failed ones first; with

@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 import psycopg
 from psycopg import sql
 
+from jobping_pipeline.settings import ConfigError
 from jobping_pipeline.store.catalog import Names, StoreBase, delete_meta, read_meta, write_meta
 
 DEFERRED_INDEX_PREFIX = "deferred_index:"
@@ -60,6 +62,27 @@ def create_hnsw_index(names: Names) -> sql.Composed:
     return sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} USING hnsw ({} vector_cosine_ops)").format(
         sql.Identifier(hnsw_index_name(names)), names.jobs, names.embedding
     )
+
+
+# pg_get_indexdef() of an HNSW or IVFFlat index on one column, with plain identifiers and
+# numeric options: nothing else is executed from the meta table, which a role that can write
+# the state schema could otherwise use to run SQL as whoever restores the indexes.
+_INDEX_DEFINITION = re.compile(
+    r"CREATE INDEX (?P<name>\w+) ON (?P<table>\w+\.\w+) USING (?:hnsw|ivfflat) "
+    r"\((?P<column>\w+) vector_(?:l2|ip|cosine|l1)_ops\)(?: WITH \(\w+='?\d+'?(?:, \w+='?\d+'?)*\))?"
+)
+
+
+def checked_index_definition(names: Names, definition: str) -> sql.SQL:
+    """``definition`` as a statement, if it is a vector index on the embedding column."""
+    match = _INDEX_DEFINITION.fullmatch(definition)
+    table = f"{names.jobs_table.schema}.{names.jobs_table.name}"
+    if match is None or match["table"] != table or match["column"] != names.embedding_column:
+        raise ConfigError(
+            f"refusing to execute index definition {definition[:200]!r}: it is not a plain HNSW or IVFFlat "
+            f"index on {table}.{names.embedding_column}; create that index by hand"
+        )
+    return sql.SQL(definition)  # checked above: names, a method, an operator class, numbers
 
 
 def drop_index(names: Names, index_name: str) -> sql.Composed:
@@ -137,7 +160,7 @@ class SearchStore(StoreBase):
                 index_name = key[len(DEFERRED_INDEX_PREFIX) :]
                 exists = connection.execute(INDEX_EXISTS, (self.settings.jobs_table.schema, index_name)).fetchone()
                 if not exists:
-                    connection.execute(definition)  # pg_get_indexdef() output, written by Postgres
+                    connection.execute(checked_index_definition(names, definition))
                 connection.execute(delete_meta(names), (key,))
                 restored.append(index_name)
             if own:

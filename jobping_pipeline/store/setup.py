@@ -15,7 +15,7 @@ from psycopg import sql
 
 from jobping_pipeline.settings import ConfigError
 from jobping_pipeline.store.catalog import TABLE_COLUMNS, Names, StoreBase, delete_meta, read_meta, write_meta
-from jobping_pipeline.store.search import search_function, search_function_drop
+from jobping_pipeline.store.search import checked_index_definition, search_function, search_function_drop
 
 VECTOR_EXTENSION_VERSION = sql.SQL("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
 CREATE_VECTOR_EXTENSION = sql.SQL("CREATE EXTENSION IF NOT EXISTS vector")
@@ -39,10 +39,23 @@ def drop_embedding_column(names: Names) -> sql.Composed:
     return sql.SQL("ALTER TABLE {} DROP COLUMN {}").format(names.jobs, names.embedding)
 
 
+STATE_SCHEMA_VERSION = "2"
+
+
+def text_versions(names: Names) -> sql.Composed:
+    """The one sequence every ``text_version`` is drawn from: a job deleted and inserted again
+    with the same id never gets back a version that a vector was already recorded for."""
+    return sql.SQL("nextval({}::regclass)").format(
+        sql.Literal(f"{sql.Identifier(names.state_schema).as_string(None)}.text_versions")
+    )
+
+
 def create_state_schema(names: Names) -> list[sql.Composed]:
+    """Create (or migrate to version 2) the state schema. Every statement is idempotent."""
     job_state, chunks = names.state("job_state"), names.state("chunks")
     return [
         sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(names.state_schema)),
+        sql.SQL("CREATE SEQUENCE IF NOT EXISTS {}").format(names.state("text_versions")),
         sql.SQL(
             "CREATE TABLE IF NOT EXISTS {chunks} ("
             " chunk_no integer PRIMARY KEY,"
@@ -50,11 +63,16 @@ def create_state_schema(names: Names) -> list[sql.Composed]:
             " job_count integer NOT NULL,"
             " created_at timestamptz NOT NULL DEFAULT now())"
         ).format(chunks=chunks),
+        # Runs of a chunk that failed as a whole (not one job): the sensor backs off on them.
+        sql.SQL(
+            "ALTER TABLE {} ADD COLUMN IF NOT EXISTS failed_runs integer NOT NULL DEFAULT 0,"
+            " ADD COLUMN IF NOT EXISTS last_run_error text, ADD COLUMN IF NOT EXISTS retry_at_tick bigint"
+        ).format(chunks),
         sql.SQL(
             "CREATE TABLE IF NOT EXISTS {job_state} ("
             " job_id {id_type} PRIMARY KEY,"
             " chunk_no integer REFERENCES {chunks},"
-            " text_version bigint NOT NULL DEFAULT 1,"
+            " text_version bigint NOT NULL DEFAULT {next_version},"
             " embedded_version bigint,"
             " text_hash bytea,"
             " model_id text,"
@@ -63,7 +81,20 @@ def create_state_schema(names: Names) -> list[sql.Composed]:
             " last_error text,"
             " changed_at timestamptz NOT NULL DEFAULT now(),"
             " dirty boolean GENERATED ALWAYS AS (embedded_version IS DISTINCT FROM text_version) STORED)"
-        ).format(job_state=job_state, id_type=sql.SQL(names.id_type), chunks=chunks),
+        ).format(job_state=job_state, id_type=sql.SQL(names.id_type), chunks=chunks, next_version=text_versions(names)),
+        sql.SQL("ALTER TABLE {} ALTER COLUMN text_version SET DEFAULT {}").format(job_state, text_versions(names)),
+        # True only for a change the application made (the trigger): such a job may be pending
+        # for the grace period. Jobs queued by setup or made due by a column switch are due at once.
+        sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS app_change boolean NOT NULL DEFAULT false").format(job_state),
+        # Versions from before the sequence must stay below every version it hands out.
+        sql.SQL(
+            "SELECT setval({seq}, greatest((SELECT last_value FROM {seq_table}),"
+            " (SELECT coalesce(max(greatest(text_version, embedded_version)), 0) + 1 FROM {job_state})))"
+        ).format(
+            seq=sql.Literal(f"{sql.Identifier(names.state_schema).as_string(None)}.text_versions"),
+            seq_table=names.state("text_versions"),
+            job_state=job_state,
+        ),
         sql.SQL("CREATE TABLE IF NOT EXISTS {} (key text PRIMARY KEY, value text NOT NULL)").format(
             names.state("meta")
         ),
@@ -77,14 +108,28 @@ def create_state_schema(names: Names) -> list[sql.Composed]:
     ]
 
 
-def install_change_capture(names: Names) -> list[sql.Composed]:
+# Column types without an equality operator (IS DISTINCT FROM raises on them): compared as text.
+TYPES_COMPARED_AS_TEXT = frozenset({"json", "xml", "point", "line", "lseg", "box", "path", "polygon", "circle"})
+
+
+def install_change_capture(names: Names, text_column_types: dict[str, str]) -> list[sql.Composed]:
     """Statement-level triggers with transition tables: one statement per INSERT/UPDATE/DELETE
     on jobs, however many rows it touches, so bulk loads stay fast. Only a change of a text
     column marks a job dirty; writes of the embedding, ``updated_at`` bumps and any other column
-    change nothing."""
+    change nothing. An UPDATE that changes primary keys is an insert of the new ids and a delete
+    of the old ones. Every new version comes from one sequence."""
     job_state = names.state("job_state")
+
+    def compared(column: str, alias: str) -> sql.Composable:
+        value = sql.SQL("{}.{}").format(sql.Identifier(alias), sql.Identifier(column))
+        return sql.SQL("{}::text").format(value) if text_column_types.get(column) in TYPES_COMPARED_AS_TEXT else value
+
     changed = sql.SQL(" OR ").join(
-        sql.SQL("o.{c} IS DISTINCT FROM n.{c}").format(c=sql.Identifier(column)) for column in names.text_columns
+        sql.SQL("{} IS DISTINCT FROM {}").format(compared(column, "o"), compared(column, "n"))
+        for column in names.text_columns
+    )
+    bump = sql.SQL("text_version = {next_version}, changed_at = now(), attempts = 0, app_change = true").format(
+        next_version=text_versions(names)
     )
     function = names.state("capture_job_changes")
     body = sql.SQL(
@@ -92,21 +137,24 @@ def install_change_capture(names: Names) -> list[sql.Composed]:
         "SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $body$\n"
         "BEGIN\n"
         "  IF TG_OP = 'INSERT' THEN\n"
-        "    INSERT INTO {job_state} AS s (job_id) SELECT n.{id} FROM new_rows n\n"
-        "    ON CONFLICT (job_id) DO UPDATE\n"
-        "    SET text_version = s.text_version + 1, changed_at = now(), attempts = 0;\n"
+        "    INSERT INTO {job_state} AS s (job_id, app_change) SELECT n.{id}, true FROM new_rows n\n"
+        "    ON CONFLICT (job_id) DO UPDATE SET {bump};\n"
         "  ELSIF TG_OP = 'UPDATE' THEN\n"
-        "    UPDATE {job_state} AS s\n"
-        "    SET text_version = s.text_version + 1, changed_at = now(), attempts = 0\n"
+        "    UPDATE {job_state} AS s SET {bump}\n"
         "    FROM old_rows o JOIN new_rows n ON n.{id} = o.{id}\n"
         "    WHERE s.job_id = n.{id} AND ({changed});\n"
+        "    INSERT INTO {job_state} AS s (job_id, app_change)\n"
+        "    SELECT n.{id}, true FROM new_rows n WHERE NOT EXISTS (SELECT 1 FROM old_rows o WHERE o.{id} = n.{id})\n"
+        "    ON CONFLICT (job_id) DO UPDATE SET {bump};\n"
+        "    DELETE FROM {job_state} AS s USING old_rows o WHERE s.job_id = o.{id}\n"
+        "    AND NOT EXISTS (SELECT 1 FROM new_rows n WHERE n.{id} = o.{id});\n"
         "  ELSIF TG_OP = 'DELETE' THEN\n"
         "    DELETE FROM {job_state} AS s USING old_rows o WHERE s.job_id = o.{id};\n"
         "  END IF;\n"
         "  RETURN NULL;\n"
         "END\n"
         "$body$"
-    ).format(function=function, job_state=job_state, id=names.id, changed=changed)
+    ).format(function=function, job_state=job_state, id=names.id, changed=changed, bump=bump)
     statements = [body]
     referencing_by_operation = {
         "INSERT": "NEW TABLE AS new_rows",
@@ -141,45 +189,33 @@ def enqueue_unregistered_jobs(names: Names) -> sql.Composed:
 
 
 def mark_every_job_dirty(names: Names) -> sql.Composed:
-    return sql.SQL("UPDATE {} SET text_version = text_version + 1, changed_at = now(), attempts = 0").format(
-        names.state("job_state")
-    )
+    """After a change of text columns: every job is due again, at once (no grace period)."""
+    return sql.SQL(
+        "UPDATE {} SET text_version = {}, changed_at = now(), attempts = 0, app_change = false"
+    ).format(names.state("job_state"), text_versions(names))
 
 
 class SetupStore(StoreBase):
     def setup(self, dimensions: int) -> list[str]:
         """Idempotent: the vector extension, the embedding column, the state schema, the triggers,
-        and every existing job queued for a chunk. Returns what it changed, in words."""
-        changes: list[str] = []
-        settings = self.settings
+        and every existing job queued for a chunk. Returns what it changed, in words.
+
+        When everything is already in place it creates nothing, so a role without CREATE
+        privileges (README, "Least privilege") can run it after an owner has; when something
+        must change and the role may not, it says what and asks for the owner."""
         with self.connect(vectors=False) as connection:
             table = self.inspect(connection, refresh=True)
             if table.embedding_dimensions is not None and table.embedding_dimensions != dimensions:
                 self.check_dimensions(dimensions)
-            if connection.execute(VECTOR_EXTENSION_VERSION).fetchone() is None:
-                connection.execute(CREATE_VECTOR_EXTENSION)
-                changes.append("created extension vector")
             names = self.names()
-            if table.embedding_dimensions is None:
-                connection.execute(add_embedding_column(names, dimensions))
-                changes.append(
-                    f"added column {settings.embedding_column} vector({dimensions}) to {settings.jobs_table}"
-                )
-            self._create_state_schema(connection, names, changes)
-            meta = dict(connection.execute(read_meta(names)).fetchall())
-            self._install_change_capture(connection, names, meta, dimensions, changes)
-            text_columns = ",".join(table.text_columns)
-            recorded_columns = meta.get("text_columns")
-            if recorded_columns is not None and recorded_columns != text_columns:
-                marked = connection.execute(mark_every_job_dirty(names)).rowcount
-                changes.append(
-                    f"text columns changed from {recorded_columns} to {text_columns}: trigger "
-                    f"re-installed, {marked} jobs marked for re-embedding"
-                )
-            if recorded_columns != text_columns:
-                connection.execute(write_meta(names), ("text_columns", text_columns))
-            if meta.get("embedding_dimensions") != str(dimensions):
-                connection.execute(write_meta(names), ("embedding_dimensions", str(dimensions)))
+            try:
+                changes = self._apply_setup(connection, table, names, dimensions)
+            except psycopg.errors.InsufficientPrivilege as error:
+                raise ConfigError(
+                    f"setup needs to change the database and role {self.role(connection)} may not "
+                    f"({str(error).strip().splitlines()[0]}): run `jobping-pipeline setup` once as the owner "
+                    f"of {self.settings.jobs_table} (README, 'Least privilege')"
+                ) from None
             queued = connection.execute(enqueue_unregistered_jobs(names)).rowcount
             if queued:
                 changes.append(f"queued {queued} jobs for chunking")
@@ -187,9 +223,65 @@ class SetupStore(StoreBase):
         self.inspect(refresh=True)
         return changes
 
-    def _create_state_schema(self, connection: psycopg.Connection, names: Names, changes: list[str]) -> None:
+    def _apply_setup(self, connection: psycopg.Connection, table, names: Names, dimensions: int) -> list[str]:
+        settings = self.settings
+        changes: list[str] = []
+        state_exists = connection.execute(TABLE_COLUMNS, (settings.state_schema, "job_state")).fetchall()
+        meta = dict(connection.execute(read_meta(names)).fetchall()) if state_exists else {}
+        capture, signature = self._change_capture(connection, names, table, dimensions)
+        jobs_table = settings.jobs_table
+        triggers = connection.execute(CAPTURE_TRIGGER_COUNT, (jobs_table.schema, jobs_table.name)).fetchone()[0]
+        wanted_meta = {
+            "state_schema_version": STATE_SCHEMA_VERSION,
+            "change_capture": signature,
+            "text_columns": ",".join(table.text_columns),
+            "embedding_column": settings.embedding_column,
+            "embedding_dimensions": str(dimensions),
+        }
+        in_place = (
+            table.embedding_dimensions == dimensions
+            and triggers == len(CAPTURE_OPERATIONS)
+            and all(meta.get(key) == value for key, value in wanted_meta.items())
+        )
+        if in_place:
+            return changes
+        if connection.execute(VECTOR_EXTENSION_VERSION).fetchone() is None:
+            connection.execute(CREATE_VECTOR_EXTENSION)
+            changes.append("created extension vector")
+        if table.embedding_dimensions is None:
+            connection.execute(add_embedding_column(names, dimensions))
+            changes.append(f"added column {settings.embedding_column} vector({dimensions}) to {jobs_table}")
+        self._create_state_schema(connection, names, state_exists, changes)
+        if meta.get("change_capture") != signature or triggers != len(CAPTURE_OPERATIONS):
+            for statement in capture:
+                connection.execute(statement)
+            changes.append(
+                f"installed change-capture triggers on the jobs table and {settings.state_schema}.match_jobs_by_embedding()"
+            )
+        for reason in self._reasons_every_job_is_due(meta, wanted_meta, table):
+            marked = connection.execute(mark_every_job_dirty(names)).rowcount
+            changes.append(f"{reason}: {marked} jobs marked for embedding, due at once")
+            break
+        for key, value in wanted_meta.items():
+            if meta.get(key) != value:
+                connection.execute(write_meta(names), (key, value))
+        return changes
+
+    @staticmethod
+    def _reasons_every_job_is_due(meta: dict[str, str], wanted: dict[str, str], table) -> list[str]:
+        """A switch of text columns or of embedding column: no stored vector fits any more."""
+        reasons = []
+        for key, what in (("text_columns", "text columns"), ("embedding_column", "embedding column")):
+            if meta.get(key) is not None and meta[key] != wanted[key]:
+                reasons.append(f"{what} changed from {meta[key]} to {wanted[key]}")
+        if "text_columns" in meta and table.embedding_dimensions is None:
+            reasons.append("the embedding column is new")
+        return reasons
+
+    def _create_state_schema(
+        self, connection: psycopg.Connection, names: Names, state_columns: list, changes: list[str]
+    ) -> None:
         state_schema = self.settings.state_schema
-        state_columns = connection.execute(TABLE_COLUMNS, (state_schema, "job_state")).fetchall()
         if not state_columns:
             changes.append(f"created schema {state_schema} (chunk registry, per-job state)")
         else:
@@ -206,25 +298,15 @@ class SetupStore(StoreBase):
         for statement in table_statements:
             connection.execute(statement)
 
-    def _install_change_capture(
-        self, connection: psycopg.Connection, names: Names, meta: dict[str, str], dimensions: int, changes: list[str]
-    ) -> None:
-        """Triggers are (re)installed only when missing or different, so a role that owns only
-        the state schema can run setup (and backfills) once an owner has set the table up."""
-        capture = [*install_change_capture(names), search_function(names, dimensions)]
-        signature = hashlib.sha256(
-            "\n".join(statement.as_string(connection) for statement in capture).encode()
-        ).hexdigest()
-        jobs_table = self.settings.jobs_table
-        installed = connection.execute(CAPTURE_TRIGGER_COUNT, (jobs_table.schema, jobs_table.name)).fetchone()[0]
-        if meta.get("change_capture") != signature or installed != len(CAPTURE_OPERATIONS):
-            for statement in capture:
-                connection.execute(statement)
-            connection.execute(write_meta(names), ("change_capture", signature))
-            changes.append(
-                "installed change-capture triggers on the jobs table and "
-                f"{self.settings.state_schema}.match_jobs_by_embedding()"
-            )
+    def _change_capture(
+        self, connection: psycopg.Connection, names: Names, table, dimensions: int
+    ) -> tuple[list[sql.Composed], str]:
+        """The trigger and search function statements, and their signature (recorded in meta, so
+        they are re-installed only when they differ)."""
+        types = {name: column.type_name for name, column in table.columns.items()}
+        capture = [*install_change_capture(names, types), search_function(names, dimensions)]
+        signature = hashlib.sha256("\n".join(statement.as_string(connection) for statement in capture).encode())
+        return capture, signature.hexdigest()
 
     def meta(self) -> dict[str, str]:
         with self.connect(autocommit=True, vectors=False) as connection:
@@ -235,22 +317,26 @@ class SetupStore(StoreBase):
 
     def change_embedding_dimensions(self, dimensions: int) -> list[str]:
         """For a model of another dimension: drop the embedding column (and so its vectors and
-        indexes, whose definitions are kept for the end of the next backfill) and add it back as
-        vector(dimensions). Every job is then stale by model id; the backfill re-embeds them."""
+        indexes) and add it back as vector(dimensions), with its vector indexes built again on
+        the empty column, so that re-embedding by the sensor, the UI or the CLI leaves the table
+        indexed. Every job is due at once."""
         names = self.names()
-        deferred = self.defer_vector_indexes()
+        indexes = self.vector_indexes()
         with self.connect(vectors=False) as connection:
             connection.execute(drop_embedding_column(names))
             connection.execute(add_embedding_column(names, dimensions))
+            for _, definition, _ in indexes:
+                connection.execute(checked_index_definition(names, definition))
             connection.execute(write_meta(names), ("embedding_dimensions", str(dimensions)))
             connection.execute(search_function_drop(names))
             connection.execute(delete_meta(names), ("change_capture",))
+            marked = connection.execute(mark_every_job_dirty(names)).rowcount
             connection.commit()
         changes = [
             f"{self.settings.jobs_table}.{self.settings.embedding_column} is now vector({dimensions}); "
-            "its old vectors are gone"
+            f"its old vectors are gone and its {marked} jobs are due"
         ]
-        if deferred:
-            changes.append(f"vector indexes {', '.join(deferred)} will be rebuilt at the end of the backfill")
+        if indexes:
+            changes.append(f"vector indexes {', '.join(name for name, _, _ in indexes)} rebuilt on the new column")
         self.inspect(refresh=True)
         return changes + self.setup(dimensions)

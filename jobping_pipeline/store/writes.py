@@ -80,6 +80,12 @@ def record_failure(names: Names) -> sql.Composed:
     )
 
 
+def visible_jobs(names: Names) -> sql.Composed:
+    return sql.SQL("SELECT j.{id} FROM {jobs} j WHERE j.{id} = ANY(%b::{id_array})").format(
+        id=names.id, jobs=names.jobs, id_array=names.id_array
+    )
+
+
 def forget_jobs(names: Names) -> sql.Composed:
     """Drop the state of jobs that no longer exist in the jobs table."""
     return sql.SQL("DELETE FROM {} WHERE job_id = ANY(%b::{})").format(names.state("job_state"), names.id_array)
@@ -174,6 +180,37 @@ class WriteStore(StoreBase):
         with self.connect() as connection:
             connection.execute(record_failure(self.names()), (error[:2000], list(job_ids)))
             connection.commit()
+
+    def why_not_written(self, connection: psycopg.Connection, job_ids: Sequence[Any]) -> tuple[list[Any], dict[str, list[Any]]]:
+        """Jobs that an UPDATE (or the chunk's read) did not reach: (deleted ones, reason -> ids
+        for the others). A row the role cannot see is deleted only where row-level security is
+        off; under it, nothing can tell, so the job is kept and fails with the reason."""
+        if not job_ids:
+            return [], {}
+        with connection.transaction():
+            visible = {row[0] for row in connection.execute(visible_jobs(self.names()), (list(job_ids),))}
+            row_security = self.row_security_active(connection)
+            role = self.role(connection)
+        table = self.settings.jobs_table
+        reasons: dict[str, list[Any]] = {}
+        deleted: list[Any] = []
+        for job_id in job_ids:
+            if job_id in visible:
+                reason = (
+                    f"row-level security on {table} does not let role {role} UPDATE this row (no UPDATE policy admits it)"
+                    if row_security
+                    else f"the UPDATE reached no row although the job exists (a BEFORE UPDATE trigger or a rule on {table} skipped it)"
+                )
+            elif row_security:
+                reason = (
+                    f"row-level security on {table} hides this row from role {role}: it cannot be embedded, "
+                    "and whether it was deleted cannot be told"
+                )
+            else:
+                deleted.append(job_id)
+                continue
+            reasons.setdefault(reason, []).append(job_id)
+        return deleted, reasons
 
     def forget_jobs(self, connection: psycopg.Connection, job_ids: Sequence[Any]) -> None:
         if job_ids:
