@@ -86,7 +86,7 @@ def embed_chunk(store: JobStore, encoder: Encoder, chunk_key: str, batch_size: i
     started = time.perf_counter()
     report = ChunkReport(chunk_key=chunk_key)
     failures: dict[str, list[Any]] = {}
-    with store.connect() as connection, store.chunk_lock(connection, chunk_key):
+    with store.chunk_lock(chunk_key), store.connect() as connection:
         try:
             pending = _read_pending(store, encoder, connection, chunk_key, report, failures)
             texts = sorted(pending.ids_by_text, key=len, reverse=True)

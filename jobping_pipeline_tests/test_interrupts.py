@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import psycopg
-import pytest
 
 from .helpers import PROJECT_DIR, load_demo, make_settings
 
@@ -21,10 +20,9 @@ FROM jobs j JOIN jobping_pipeline.job_state s ON s.job_id = j.id
 """
 
 
-@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
-def test_a_signal_stops_the_backfill_at_a_batch_boundary(database_url, data_dir, dagster_home, stop_signal):
-    load_demo(make_settings(database_url), 600).setup(384)
-    env = {"JOBPING_DATABASE_URL": database_url, "JOBPING_CHUNK_SIZE": "200", "JOBPING_BATCH_SIZE": "8"}
+def test_sigterm_stops_the_backfill_at_a_batch_boundary(database_url, data_dir, dagster_home):
+    load_demo(make_settings(database_url), 300).setup(384)
+    env = {"JOBPING_DATABASE_URL": database_url, "JOBPING_CHUNK_SIZE": "150", "JOBPING_BATCH_SIZE": "8"}
     command = [str(Path(sys.executable).parent / "jobping-pipeline"), "backfill"]
     backfill = subprocess.Popen(
         command, env={**os.environ, **env}, cwd=PROJECT_DIR, stdout=subprocess.PIPE,
@@ -38,15 +36,15 @@ def test_a_signal_stops_the_backfill_at_a_batch_boundary(database_url, data_dir,
             ).fetchone()[0] >= 64:
                 break
             time.sleep(0.2)
-    backfill.send_signal(stop_signal)
+    backfill.send_signal(signal.SIGTERM)  # Ctrl-C (SIGINT) takes the same path
     stdout, stderr = backfill.communicate(timeout=120)
     assert backfill.returncode == 130, stdout + stderr[-3000:]
     assert "stopped by a signal" in stderr and "committed" in stderr
     assert "Traceback" not in stderr
     with psycopg.connect(database_url) as connection:
         with_vector, fresh, recorded_without_vector = connection.execute(CONSISTENT).fetchone()
-    assert 64 <= with_vector < 600, "stopped part-way"
+    assert 64 <= with_vector < 300, "stopped part-way"
     assert with_vector == fresh and recorded_without_vector == 0, "every written vector has its state, and only those"
     again = subprocess.run(command, env={**os.environ, **env}, cwd=PROJECT_DIR, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert again.stdout.strip().splitlines()[-1].startswith("coverage 100.00%: 600 of 600")
+    assert again.stdout.strip().splitlines()[-1].startswith("coverage 100.00%: 300 of 300")

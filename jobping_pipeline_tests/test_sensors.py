@@ -7,6 +7,7 @@ from dagster import DagsterInstance, DagsterRunStatus
 from jobping_pipeline.definitions import EMBED_JOB, build_definitions
 from jobping_pipeline.partitions import JOB_CHUNKS
 from jobping_pipeline.resources import EmbeddingModel
+from jobping_pipeline.store import JobStore
 
 from .helpers import load_demo, make_settings, requested, run_chunks, tick
 
@@ -92,3 +93,23 @@ def test_changing_the_text_columns_reinstalls_the_trigger_and_reembeds(covered, 
         assert requested(tick(narrower, instance)) == []
         connection.execute("UPDATE jobs SET title = 'Renamed role' WHERE id = 2")
     assert requested(tick(narrower, instance)) == ["000001"]
+
+
+def test_a_chunk_whose_runs_always_fail_is_retried_after_1_2_4_8_ticks(covered, instance):
+    with psycopg.connect(covered.database_url, autocommit=True) as connection:
+        # The column no longer fits the model: every run of the chunk fails before embedding anything.
+        connection.execute("ALTER TABLE jobs DROP COLUMN embedding")
+        connection.execute("ALTER TABLE jobs ADD COLUMN embedding vector(768)")
+        connection.execute("UPDATE jobs SET title = title || ' (edited)' WHERE id = 3")
+    job = build_definitions(covered).resolve_job_def(EMBED_JOB)
+    requested_at, run_keys = [], set()
+    for number in range(20):
+        for request in tick(covered, instance).run_requests:
+            requested_at.append(number)
+            run_keys.add(request.run_key)
+            run = job.execute_in_process(instance=instance, partition_key=request.partition_key, raise_on_error=False)
+            assert not run.success
+    assert requested_at == [0, 2, 5, 10, 19]
+    assert len(run_keys) == 5, "each retry is new work for Dagster's run-key deduplication"
+    [(chunk_key, failed_runs, last_error)] = JobStore(covered).failing_chunks()
+    assert (chunk_key, failed_runs) == ("000001", 5) and "vector(768)" in last_error

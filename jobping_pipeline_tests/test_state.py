@@ -4,20 +4,18 @@ it, and names the state the job must end in (and whether the table still counts 
 
 import psycopg
 import pytest
+from dagster import AssetCheckSeverity
+from pgvector.psycopg import register_vector
 
 from jobping_pipeline.backfill import run_backfill
 from jobping_pipeline.checks import evaluate_coverage
 from jobping_pipeline.embedding import embed_chunk
 from jobping_pipeline.store import JobStore
+from jobping_pipeline.texts import build_text
 
-from .helpers import load_demo, make_settings
+from .helpers import load_demo, make_settings, requested, run_chunks, tick
 
 MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
-
-
-def job_state(store: JobStore, job_id: int) -> str:
-    """The state coverage puts one job in, by asking for the counts with only that job eligible."""
-    return store.job_states(MODEL_ID, [job_id])[job_id]
 
 
 @pytest.fixture
@@ -60,3 +58,64 @@ def test_transition(embedded, event, statements, job_id, state, complete):
     execute(embedded, *statements)
     assert store.job_states(MODEL_ID, [job_id]).get(job_id) == state
     assert store.coverage(MODEL_ID).complete is complete
+
+
+def test_a_job_deleted_and_inserted_again_mid_run_is_not_fresh_with_the_old_text(embedded, encoder, monkeypatch):
+    store = JobStore(embedded)
+    execute(embedded, "UPDATE jobs SET description = 'First text' WHERE id IN (5, 6)")
+    real_encode = type(encoder).encode
+    swapped = []
+
+    def encode_while_the_app_replaces_job_5(self, texts, batch_size):
+        if not swapped:
+            swapped.append(True)
+            execute(
+                embedded,
+                "DELETE FROM jobs WHERE id = 5",
+                "INSERT INTO jobs (id, title, company, description) VALUES (5, 'Tram driver', 'Stadtwerke', 'Second text')",
+            )
+        return real_encode(self, texts, batch_size)
+
+    monkeypatch.setattr(type(encoder), "encode", encode_while_the_app_replaces_job_5)
+    embed_chunk(store, encoder, "000001", batch_size=8)
+    assert store.job_states(MODEL_ID, [5, 6]) == {5: "pending", 6: "fresh"}
+    monkeypatch.setattr(type(encoder), "encode", real_encode)
+    store.register_chunks(scan_table=False)  # the new row of job 5 gets a chunk, as on a sensor tick
+    again = [embed_chunk(store, encoder, chunk.chunk_key, batch_size=8) for chunk in store.dirty_chunks()]
+    assert sum(report.embedded for report in again) == 1 and store.job_states(MODEL_ID, [5]) == {5: "fresh"}
+    with psycopg.connect(embedded.database_url) as connection:
+        register_vector(connection)
+        row = connection.execute("SELECT title, company, location, categories, description, embedding FROM jobs WHERE id = 5").fetchone()
+    assert float(row[5].to_numpy() @ encoder.encode([build_text(row[:5])], 1)[0]) > 0.9999
+
+
+def test_a_json_text_column_never_breaks_the_applications_writes(database_url, encoder):
+    load_demo(make_settings(database_url), 0)
+    settings = make_settings(database_url, JOBPING_TEXT_COLUMNS="title,details", JOBPING_CHUNK_SIZE="10")
+    execute(settings, "ALTER TABLE jobs ADD COLUMN details json", "INSERT INTO jobs (title, company, details) VALUES ('Cook', 'Inn', '{\"shift\": \"early\"}')")
+    store = JobStore(settings)
+    store.setup(384)
+    store.register_chunks(scan_table=False)
+    embed_chunk(store, encoder, "000001", batch_size=8)
+    assert store.job_states(MODEL_ID, [1]) == {1: "fresh"}
+    execute(settings, "UPDATE jobs SET company = 'Other inn'")
+    assert store.job_states(MODEL_ID, [1]) == {1: "fresh"}
+    execute(settings, "UPDATE jobs SET details = '{\"shift\":  \"late\"}'")
+    assert store.job_states(MODEL_ID, [1]) == {1: "pending"}
+
+
+def test_jobs_inserted_with_triggers_bypassed_fail_the_check_until_the_sensor_embeds_them(embedded, instance):
+    store = JobStore(embedded)
+    execute(
+        embedded,
+        "SET session_replication_role = replica",
+        "INSERT INTO jobs (id, title, company) VALUES (200, 'Baker', 'Back'), (201, 'Miller', 'Muehle')",
+    )
+    assert requested(tick(embedded, instance)) == [], "a tick alone cannot see them: no trigger fired"
+    check = evaluate_coverage(store, MODEL_ID)
+    assert not check.passed and check.severity == AssetCheckSeverity.ERROR
+    assert (check.metadata["without_state"].value, check.metadata["queued_jobs_without_state"].value) == (2, 2)
+    result = tick(embedded, instance)
+    assert requested(result) == ["000003"]
+    run_chunks(embedded, instance, result)
+    assert evaluate_coverage(store, MODEL_ID).passed

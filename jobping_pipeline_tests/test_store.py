@@ -3,11 +3,14 @@
 import psycopg
 import pytest
 
-from jobping_pipeline.store import JobStore
 from jobping_pipeline.demo import generate_jobs, load_demo_jobs
+from jobping_pipeline.embedding import embed_chunk
 from jobping_pipeline.settings import ConfigError
+from jobping_pipeline.store import JobStore
 
 from .helpers import load_demo, make_settings
+
+MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 
 CATALOG_SNAPSHOT = """
 SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod)
@@ -110,3 +113,21 @@ def test_change_capture_marks_only_text_changes(settings):
         assert {job for job in after if after[job] != before[job]} == {3, 4}
         connection.execute("DELETE FROM jobs WHERE id = 5")
         assert 5 not in dict(connection.execute(versions).fetchall())
+
+
+def test_pgvector_in_an_extensions_schema_off_the_search_path(database_url, encoder):
+    """Supabase's layout: pgvector in schema "extensions", which the role's search_path lacks."""
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        connection.execute("CREATE SCHEMA extensions")
+        connection.execute("CREATE EXTENSION vector SCHEMA extensions")
+        assert "extensions" not in connection.execute("SHOW search_path").fetchone()[0]
+    settings = make_settings(database_url, JOBPING_CHUNK_SIZE="10")
+    store = load_demo(settings, 8)
+    store.setup(384)
+    store.register_chunks(scan_table=False)
+    report = embed_chunk(store, encoder, "000001", batch_size=4)
+    assert report.embedded == 8 and store.coverage(MODEL_ID).complete
+    with psycopg.connect(database_url) as connection:
+        assert connection.execute(
+            "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'jobs'::regclass AND attname = 'embedding'"
+        ).fetchone() == ("extensions.vector(384)",)

@@ -16,7 +16,14 @@ from pgvector.psycopg import register_vector
 from psycopg import sql
 
 from jobping_pipeline.embedded_postgres import JOBS_DATABASE, embedded_server_url
-from jobping_pipeline.settings import ConfigError, QualifiedName, Settings, redact_url
+from jobping_pipeline.settings import (
+    OPENAI_DEFAULT_MODEL,
+    OPENAI_PROVIDER,
+    ConfigError,
+    QualifiedName,
+    Settings,
+    redact_url,
+)
 
 ID_TYPES = ("smallint", "integer", "bigint", "uuid", "text", "character varying")
 
@@ -36,6 +43,15 @@ TABLE_COLUMNS = sql.SQL(
 )
 
 
+# Hosted Postgres (Supabase, say) often installs pgvector into a schema such as "extensions",
+# which a role's search_path may lack: the pipeline then adds that schema to its own sessions.
+VECTOR_SCHEMA = sql.SQL(
+    "SELECT n.nspname, n.nspname = ANY(current_schemas(false)) FROM pg_extension e "
+    "JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'vector'"
+)
+APPEND_TO_SEARCH_PATH = sql.SQL(
+    "SELECT set_config('search_path', current_setting('search_path') || ', ' || quote_ident(%s), false)"
+)
 ROW_SECURITY_ACTIVE = sql.SQL("SELECT row_security_active(%s::regclass)")
 CURRENT_USER = sql.SQL("SELECT current_user")
 
@@ -119,6 +135,22 @@ def delete_meta(names: Names) -> sql.Composed:
     return sql.SQL("DELETE FROM {} WHERE key = %s").format(names.state("meta"))
 
 
+# Models that fill a column of a given dimension, for the dimension-mismatch message.
+_MODELS_BY_DIMENSION = {
+    384: "e.g. the bundled all-MiniLM-L6-v2: unset JOBPING_PROVIDER and JOBPING_MODEL",
+    1536: f"e.g. OpenAI's, like the seed system's: JOBPING_PROVIDER={OPENAI_PROVIDER} JOBPING_MODEL={OPENAI_DEFAULT_MODEL}",
+    3072: f"e.g. JOBPING_PROVIDER={OPENAI_PROVIDER} JOBPING_MODEL=text-embedding-3-large",
+}
+
+
+def _models_of_dimension(dimensions: int) -> str:
+    return _MODELS_BY_DIMENSION.get(
+        dimensions,
+        f"JOBPING_MODEL; with JOBPING_PROVIDER={OPENAI_PROVIDER}, JOBPING_DIMENSIONS={dimensions} asks "
+        "text-embedding-3 models for vectors of that size",
+    )
+
+
 def _vector_dimensions(column: Column) -> int | None:
     match = re.fullmatch(r"vector\((\d+)\)", column.type)
     return int(match.group(1)) if match else None
@@ -131,6 +163,7 @@ class StoreBase:
         self.settings = settings
         self._url: str | None = None
         self._table: JobsTable | None = None
+        self._vector_schema_off_path: str | None = None
 
     @property
     def url(self) -> str:
@@ -151,14 +184,26 @@ class StoreBase:
             raise DatabaseUnavailable(
                 f"cannot connect to JOBPING_DATABASE_URL={self.display_url}: {reason}"
             ) from None
+        self._find_vector_extension(connection)
+        if self._vector_schema_off_path:
+            connection.execute(APPEND_TO_SEARCH_PATH, (self._vector_schema_off_path,))
         if vectors:
             try:
                 register_vector(connection)
             except psycopg.ProgrammingError:
                 pass  # no vector extension yet: only setup runs before it exists
-            if not autocommit:
-                connection.rollback()
+        if not autocommit:
+            connection.commit()  # ends the set-up reads; a rollback would undo the search_path
         return connection
+
+    def _find_vector_extension(self, connection: psycopg.Connection) -> None:
+        """Once per store (and until the extension exists): where pgvector lives."""
+        if self._vector_schema_off_path is not None:
+            return
+        row = connection.execute(VECTOR_SCHEMA).fetchone()
+        if row is not None:
+            schema, on_path = row
+            self._vector_schema_off_path = "" if on_path else schema
 
     def inspect(self, connection: psycopg.Connection | None = None, *, refresh: bool = False) -> JobsTable:
         """Read the jobs table's columns and check every configured name against them."""
@@ -238,16 +283,23 @@ class StoreBase:
         )
 
     def check_dimensions(self, dimensions: int, model_id: str | None = None) -> None:
-        """Refuse a model whose vectors do not fit the embedding column."""
+        """Refuse a model whose vectors do not fit the embedding column, naming every way on:
+        keep the column, a second column beside it, or replacing the column."""
         existing = self.inspect().embedding_dimensions
         if existing is not None and existing != dimensions:
-            column = self.settings.embedding_column
-            model = f"JOBPING_MODEL={model_id!r}" if model_id else "The configured model (JOBPING_MODEL)"
+            settings = self.settings
+            column = f"{settings.jobs_table}.{settings.embedding_column}"
+            model = f"The model {model_id}" if model_id else "The configured model (JOBPING_MODEL)"
             raise ConfigError(
-                f"{model} makes {dimensions}-dimensional vectors but "
-                f"{self.settings.jobs_table}.{column} is vector({existing}). Configure a "
-                f"{existing}-dimensional model, or move the column to this model with "
-                "`jobping-pipeline prepare-model-change --yes`, then `jobping-pipeline backfill`."
+                f"{model} makes {dimensions}-dimensional vectors but {column} is vector({existing}). "
+                f"Either (a) keep the column: configure a {existing}-dimensional model "
+                f"({_models_of_dimension(existing)}) and run `jobping-pipeline backfill`; or (b) embed into "
+                "a second column beside it: JOBPING_EMBEDDING_COLUMN=<new column> with "
+                "JOBPING_STATE_SCHEMA=<a state schema of its own for that column>, run `jobping-pipeline "
+                "backfill`, switch the app to the new column once "
+                "`jobping-pipeline status` shows 100%, then drop the old column; or (c) replace the "
+                f"column: `jobping-pipeline prepare-model-change --yes` drops its {existing}-dimensional "
+                "vectors (search finds nothing until the backfill has run), then `jobping-pipeline backfill`."
             )
         if existing is None:
             raise ConfigError(

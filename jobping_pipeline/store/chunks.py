@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
 
-import psycopg
 from psycopg import sql
 
 from jobping_pipeline.store.catalog import Names, StoreBase
@@ -147,14 +146,8 @@ def unassigned_count(names: Names) -> sql.Composed:
 
 
 def chunk_lock(names: Names) -> sql.Composed:
-    """A session-level advisory lock per chunk: two runs of one chunk take turns."""
-    return sql.SQL("SELECT pg_advisory_lock(%s, chunk_no) FROM {} WHERE chunk_key = %s").format(
-        names.state("chunks")
-    )
-
-
-def chunk_unlock(names: Names) -> sql.Composed:
-    return sql.SQL("SELECT pg_advisory_unlock(%s, chunk_no) FROM {} WHERE chunk_key = %s").format(
+    """A transaction-level advisory lock per chunk: two runs of one chunk take turns."""
+    return sql.SQL("SELECT pg_advisory_xact_lock(%s, chunk_no) FROM {} WHERE chunk_key = %s").format(
         names.state("chunks")
     )
 
@@ -224,16 +217,15 @@ class ChunkStore(StoreBase):
             return connection.execute(unassigned_count(self.names())).fetchone()[0]
 
     @contextlib.contextmanager
-    def chunk_lock(self, connection: psycopg.Connection, chunk_key: str):
-        """Hold the chunk's advisory lock: a second run of the same chunk waits, then finds the
-        work done instead of doing it twice."""
-        names = self.names()
-        connection.execute(chunk_lock(names), (ADVISORY_LOCK_CHUNK, chunk_key))
-        connection.commit()
-        try:
-            yield
-        finally:
-            if not connection.closed:
-                connection.rollback()
-                connection.execute(chunk_unlock(names), (ADVISORY_LOCK_CHUNK, chunk_key))
-                connection.commit()
+    def chunk_lock(self, chunk_key: str):
+        """Hold the chunk's advisory lock while the block runs: a second run of the same chunk
+        waits, then finds the work done instead of doing it twice. The lock lives in a
+        transaction kept open on a connection of its own, so it holds through a transaction-mode
+        pooler (PgBouncer, Supavisor) too, where session locks would land on random backends."""
+        with self.connect(vectors=False) as connection:
+            connection.execute(chunk_lock(self.names()), (ADVISORY_LOCK_CHUNK, chunk_key))
+            try:
+                yield
+            finally:
+                if not connection.closed:
+                    connection.rollback()

@@ -22,11 +22,22 @@ CREATE_VECTOR_EXTENSION = sql.SQL("CREATE EXTENSION IF NOT EXISTS vector")
 SCHEMA_EXISTS = sql.SQL("SELECT 1 FROM pg_namespace WHERE nspname = %s")
 
 CAPTURE_OPERATIONS = ("INSERT", "UPDATE", "DELETE")
+# Triggers on the jobs table that feed this state schema (found by their function, whatever
+# their name), so that two state schemas, one per embedding column, each keep their own.
 CAPTURE_TRIGGER_COUNT = sql.SQL(
     "SELECT count(*) FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
-    "JOIN pg_namespace n ON n.oid = c.relnamespace "
-    "WHERE n.nspname = %s AND c.relname = %s AND t.tgname LIKE 'jobping\\_capture\\_%%'"
+    "JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_proc p ON p.oid = t.tgfoid "
+    "JOIN pg_namespace pn ON pn.oid = p.pronamespace "
+    "WHERE n.nspname = %s AND c.relname = %s AND p.proname = 'capture_job_changes' AND pn.nspname = %s"
 )
+DEFAULT_STATE_SCHEMA = "jobping_pipeline"
+
+
+def capture_trigger_name(state_schema: str, operation: str) -> str:
+    """``jobping_capture_update`` for the default state schema (the name installs have had from
+    the start), ``jobping_capture_update_<schema>`` for any other, so each schema keeps its own."""
+    name = f"jobping_capture_{operation.lower()}"
+    return name if state_schema == DEFAULT_STATE_SCHEMA else f"{name}_{state_schema}"[:63]
 
 
 def add_embedding_column(names: Names, dimensions: int) -> sql.Composed:
@@ -162,7 +173,7 @@ def install_change_capture(names: Names, text_column_types: dict[str, str]) -> l
         "DELETE": "OLD TABLE AS old_rows",
     }
     for operation in CAPTURE_OPERATIONS:
-        trigger = sql.Identifier(f"jobping_capture_{operation.lower()}")
+        trigger = sql.Identifier(capture_trigger_name(names.state_schema, operation))
         statements.append(sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(trigger, names.jobs))
         statements.append(
             sql.SQL(
@@ -230,7 +241,9 @@ class SetupStore(StoreBase):
         meta = dict(connection.execute(read_meta(names)).fetchall()) if state_exists else {}
         capture, signature = self._change_capture(connection, names, table, dimensions)
         jobs_table = settings.jobs_table
-        triggers = connection.execute(CAPTURE_TRIGGER_COUNT, (jobs_table.schema, jobs_table.name)).fetchone()[0]
+        triggers = connection.execute(
+            CAPTURE_TRIGGER_COUNT, (jobs_table.schema, jobs_table.name, settings.state_schema)
+        ).fetchone()[0]
         wanted_meta = {
             "state_schema_version": STATE_SCHEMA_VERSION,
             "change_capture": signature,

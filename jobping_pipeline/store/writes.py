@@ -19,7 +19,9 @@ from jobping_pipeline.store.catalog import Names, StoreBase
 
 logger = logging.getLogger(__name__)
 
-SET_REPLICA_ROLE = sql.SQL("SET session_replication_role = replica")
+# SET LOCAL, inside each write's own transaction: it holds through a transaction-mode pooler,
+# where a session-level SET would stay on whichever backend ran it.
+SET_REPLICA_ROLE = sql.SQL("SET LOCAL session_replication_role = replica")
 
 
 @dataclass
@@ -93,6 +95,7 @@ def forget_jobs(names: Names) -> sql.Composed:
 
 class WriteStore(StoreBase):
     _replica_role_warned = False
+    _skip_table_triggers = False
 
     def read_chunk(self, connection: psycopg.Connection, chunk_key: str) -> list[ChunkRow]:
         rows = connection.execute(read_chunk(self.names()), {"chunk_key": chunk_key}).fetchall()
@@ -112,15 +115,16 @@ class WriteStore(StoreBase):
         ]
 
     def writer_connection(self) -> psycopg.Connection:
-        """A connection for embedding writes. It asks for ``session_replication_role = replica``
-        so that the table's own triggers (an ``updated_at`` bump, say) do not fire on a write of
-        the embedding alone; without that privilege it warns once and writes anyway."""
+        """A connection for embedding writes. Each write asks for ``session_replication_role =
+        replica`` so that the table's own triggers (an ``updated_at`` bump, say) do not fire on a
+        write of the embedding alone; without that privilege it warns once and writes anyway."""
         connection = self.connect()
         try:
-            connection.execute(SET_REPLICA_ROLE)
-            connection.commit()
+            with connection.transaction():
+                connection.execute(SET_REPLICA_ROLE)
+            self._skip_table_triggers = True
         except psycopg.errors.InsufficientPrivilege:
-            connection.rollback()
+            self._skip_table_triggers = False
             if not self._replica_role_warned:
                 self._replica_role_warned = True
                 logger.warning(
@@ -143,6 +147,8 @@ class WriteStore(StoreBase):
         written (a job deleted meanwhile is missing from it)."""
         names = self.names()
         with connection.transaction():
+            if self._skip_table_triggers:
+                connection.execute(SET_REPLICA_ROLE)
             written = [row[0] for row in connection.execute(write_embeddings(names), (list(job_ids), list(vectors)))]
             if written:
                 written_set = set(written)
