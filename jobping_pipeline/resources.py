@@ -12,7 +12,7 @@ from typing import Optional
 
 from dagster import ConfigurableResource, EnvVar
 
-from jobping_pipeline.encoder import Encoder, ModelSpec, load_encoder, spec_from_settings
+from jobping_pipeline.encoder import AnyEncoder, EncoderSpec, load_encoder, spec_from_settings
 from jobping_pipeline.settings import EMBEDDING_MODEL, JOBS_DATABASE, SETTINGS, Settings, load_settings
 from jobping_pipeline.store import JobStore
 
@@ -52,18 +52,28 @@ class JobsDatabase(_FromSettings):
 
 
 class EmbeddingModel(_FromSettings):
-    """A sentence-transformers model, loaded once per process and shared by every chunk."""
+    """A sentence-transformers model or an OpenAI-compatible embeddings API
+    (``JOBPING_PROVIDER``), made once per process and shared by every chunk.
 
+    The API key is deliberately not a field: the SDK reads ``OPENAI_API_KEY`` from the
+    environment of the process that embeds, so it never becomes run config, metadata or a tag."""
+
+    provider: Optional[str] = None
     model: Optional[str] = None
+    dimensions: Optional[str] = None
+    api_concurrency: Optional[str] = None
+    openai_base_url: Optional[str] = None
     batch_size: Optional[str] = None
     device: Optional[str] = None
     max_seq_length: Optional[str] = None
     precision: Optional[str] = None
 
-    def spec(self) -> ModelSpec:
+    def spec(self) -> EncoderSpec:
+        """What to load or call; its ``model_id`` needs no model and no request."""
         return spec_from_settings(self.settings())
 
-    def encoder(self) -> Encoder:
+    def encoder(self) -> AnyEncoder:
+        """The process-wide encoder: loaded (or, for an API, probed) on first use."""
         return load_encoder(self.spec())
 
 

