@@ -5,6 +5,7 @@ import pytest
 from dagster import DagsterInstance
 
 from jobping_pipeline.backfill import run_backfill
+from jobping_pipeline.settings import ConfigError
 from jobping_pipeline.store import JobStore
 
 from .helpers import PROJECT_DIR, load_demo, make_settings, run_cli
@@ -93,3 +94,19 @@ def test_vector_indexes_are_deferred_and_rebuilt(database_url, encoder, instance
     assert "vector index jobs_embedding_hnsw rebuilt" in lines
     with psycopg.connect(database_url, autocommit=True) as connection:
         assert connection.execute("SELECT indexdef FROM pg_indexes WHERE indexname = 'jobs_embedding_hnsw'").fetchone() == definition
+
+
+def test_index_definitions_in_the_state_schema_are_checked_before_they_run(database_url):
+    """The meta table can be written by the embedding role; what restore executes from it must
+    be a plain vector index on the embedding column, nothing else."""
+    store = load_demo(make_settings(database_url), 3)
+    store.setup(384)
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        connection.execute(
+            "INSERT INTO jobping_pipeline.meta VALUES ('deferred_index:evil', "
+            "'CREATE INDEX evil ON public.jobs USING hnsw (embedding vector_cosine_ops); DROP TABLE jobs')"
+        )
+    with pytest.raises(ConfigError, match="refusing to execute index definition"):
+        store.restore_vector_indexes()
+    with psycopg.connect(database_url) as connection:
+        assert connection.execute("SELECT count(*) FROM jobs").fetchone() == (3,)

@@ -26,6 +26,8 @@ def test_switching_to_a_model_of_another_dimension(database_url, data_dir, dagst
     env = {"JOBPING_DATABASE_URL": database_url, "JOBPING_CHUNK_SIZE": "10"}
     load_demo(make_settings(database_url), 15)
     assert run_cli("jobping-pipeline", "backfill", env=env).returncode == 0
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        connection.execute("CREATE INDEX jobs_embedding_hnsw ON jobs USING hnsw (embedding vector_cosine_ops)")
 
     new_env = {**env, "JOBPING_MODEL": model_128d}
     refused = run_cli("jobping-pipeline", "backfill", env=new_env)
@@ -35,6 +37,12 @@ def test_switching_to_a_model_of_another_dimension(database_url, data_dir, dagst
     prepared = run_cli("jobping-pipeline", "prepare-model-change", "--yes", env=new_env)
     assert prepared.returncode == 0, prepared.stderr[-2000:]
     assert "is now vector(128)" in prepared.stdout
+    assert "vector indexes jobs_embedding_hnsw rebuilt on the new column" in prepared.stdout
+    with psycopg.connect(database_url) as connection:
+        # Before any backfill: the index is back (whatever embeds next, the sensor, the UI or
+        # the CLI, leaves the table indexed) and every job is due for the sensor.
+        assert connection.execute("SELECT count(*) FROM pg_indexes WHERE indexname = 'jobs_embedding_hnsw'").fetchone() == (1,)
+        assert connection.execute("SELECT count(*) FROM jobping_pipeline.job_state WHERE dirty").fetchone() == (15,)
     backfill = run_cli("jobping-pipeline", "backfill", env=new_env)
     assert backfill.returncode == 0, backfill.stdout + backfill.stderr[-2000:]
     assert backfill.stdout.strip().splitlines()[-1].startswith("coverage 100.00%: 15 of 15")
