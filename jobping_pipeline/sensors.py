@@ -29,7 +29,7 @@ from dagster import (
     sensor,
 )
 
-from jobping_pipeline.assets import job_embeddings
+from jobping_pipeline.assets import CHUNKS_PER_BACKFILL_RUN, job_embeddings
 from jobping_pipeline.store import JobStore
 from jobping_pipeline.store.chunks import DirtyChunk
 from jobping_pipeline.partitions import JOB_CHUNKS
@@ -47,6 +47,9 @@ RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
 RECENT_BACKFILLS = 100
 BACKOFF_CAP_TICKS = 64
+# However much is dirty (the first tick after setup on a million rows), a tick queues at most
+# this many runs; the rest stays dirty and is requested by the next ticks.
+MAX_RUNS_PER_TICK = 20
 
 
 @dataclass
@@ -57,6 +60,8 @@ class TickPlan:
     new_chunks: list[str] = field(default_factory=list)
     partitions_to_add: list[str] = field(default_factory=list)
     chunks_to_run: list[DirtyChunk] = field(default_factory=list)
+    runs: list[list[DirtyChunk]] = field(default_factory=list)
+    chunks_left_for_later: int = 0
     chunks_in_flight: list[str] = field(default_factory=list)
     chunks_backing_off: list[str] = field(default_factory=list)
     tick: int = 0
@@ -128,7 +133,40 @@ def plan_tick(
             plan.chunks_backing_off.append(chunk.chunk_key)
         else:
             plan.chunks_to_run.append(chunk)
+    runs = group_into_runs(plan.chunks_to_run, all_keys)
+    plan.runs = runs[:MAX_RUNS_PER_TICK]
+    plan.chunks_left_for_later = sum(len(run) for run in runs[MAX_RUNS_PER_TICK:])
     return plan
+
+
+def group_into_runs(chunks: list[DirtyChunk], all_keys: list[str]) -> list[list[DirtyChunk]]:
+    """Dirty chunks, in chunk order, as runs of one partition range each that spans at most
+    CHUNKS_PER_BACKFILL_RUN partitions: the model is loaded once per run, as in UI backfills."""
+    position = {key: index for index, key in enumerate(all_keys)}
+    runs: list[list[DirtyChunk]] = []
+    for chunk in chunks:
+        if runs and position[chunk.chunk_key] - position[runs[-1][0].chunk_key] < CHUNKS_PER_BACKFILL_RUN:
+            runs[-1].append(chunk)
+        else:
+            runs.append([chunk])
+    return runs
+
+
+def run_request(run: list[DirtyChunk]) -> RunRequest:
+    """One run for these chunks: a partition, or a partition range from the first to the last.
+    Its run key names the state of each chunk's work, so Dagster never starts the same work twice."""
+    tags = {
+        "jobping/trigger": "sensor",
+        "jobping/chunks": ",".join(chunk.chunk_key for chunk in run),
+        "jobping/pending_jobs": str(sum(chunk.jobs for chunk in run)),
+    }
+    run_key = "|".join(chunk.run_key for chunk in run)
+    if len(run) == 1:
+        return RunRequest(run_key=run_key, partition_key=run[0].chunk_key, tags=tags)
+    return RunRequest(
+        run_key=run_key,
+        tags={**tags, RANGE_START_TAG: run[0].chunk_key, RANGE_END_TAG: run[-1].chunk_key},
+    )
 
 
 def _retry_tick(store: JobStore, chunk: DirtyChunk, tick: int) -> int:
@@ -166,18 +204,12 @@ def build_sensor(job, interval_seconds: int) -> SensorDefinition:
             context.log.info(f"setup: {change}")
         context.log.info(
             f"tick {plan.tick}: {len(plan.new_chunks)} new chunks, {len(plan.partitions_to_add)} partitions added, "
-            f"{len(plan.chunks_to_run)} runs requested, {len(plan.chunks_in_flight)} chunks already in flight, "
-            f"{len(plan.chunks_backing_off)} failing chunks backing off"
+            f"{len(plan.runs)} runs requested for {len(plan.chunks_to_run) - plan.chunks_left_for_later} chunks "
+            f"({plan.chunks_left_for_later} left for the next ticks), {len(plan.chunks_in_flight)} chunks already "
+            f"in flight, {len(plan.chunks_backing_off)} failing chunks backing off"
         )
         return SensorResult(
-            run_requests=[
-                RunRequest(
-                    run_key=chunk.run_key,
-                    partition_key=chunk.chunk_key,
-                    tags={"jobping/trigger": "sensor", "jobping/pending_jobs": str(chunk.jobs)},
-                )
-                for chunk in plan.chunks_to_run
-            ],
+            run_requests=[run_request(run) for run in plan.runs],
             dynamic_partitions_requests=(
                 [AddDynamicPartitionsRequest(JOB_CHUNKS, plan.partitions_to_add)]
                 if plan.partitions_to_add

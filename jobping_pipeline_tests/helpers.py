@@ -58,12 +58,21 @@ def tick(settings, instance):
     return result
 
 
+def execute_request(settings, instance, request, **options):
+    """Execute one run a tick requested (a partition or a partition range), as the daemon would."""
+    job = build_definitions(settings).resolve_job_def(EMBED_JOB)
+    if request.partition_key is not None:
+        return job.execute_in_process(instance=instance, partition_key=request.partition_key, **options)
+    ranged = {tag: value for tag, value in request.tags.items() if tag.startswith("dagster/asset_partition_range")}
+    return job.execute_in_process(instance=instance, tags=ranged, **options)
+
+
 def run_chunks(settings, instance, result):
     """Execute the runs a tick requested, as the daemon would."""
-    job = build_definitions(settings).resolve_job_def(EMBED_JOB)
     for request in result.run_requests:
-        assert job.execute_in_process(instance=instance, partition_key=request.partition_key).success
+        assert execute_request(settings, instance, request).success
 
 
 def requested(result):
-    return [request.partition_key for request in result.run_requests]
+    """The dirty chunks a tick requested runs for, in order, whatever runs they were grouped in."""
+    return [key for request in result.run_requests for key in request.tags["jobping/chunks"].split(",")]

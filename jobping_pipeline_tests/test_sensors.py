@@ -9,7 +9,7 @@ from jobping_pipeline.partitions import JOB_CHUNKS
 from jobping_pipeline.resources import EmbeddingModel
 from jobping_pipeline.store import JobStore
 
-from .helpers import load_demo, make_settings, requested, run_chunks, tick
+from .helpers import execute_request, load_demo, make_settings, requested, run_chunks, tick
 
 
 @pytest.fixture
@@ -34,15 +34,15 @@ def test_a_covered_table_needs_nothing_and_loads_no_model(covered, instance, mon
     assert requested(result) == [] and result.dynamic_partitions_requests == []
 
 
-def test_new_jobs_get_a_new_chunk_and_a_run(covered, instance):
+def test_new_jobs_join_the_newest_chunk_and_get_a_run(covered, instance):
     with psycopg.connect(covered.database_url, autocommit=True) as connection:
         connection.execute(
             "INSERT INTO jobs (title, company, description) VALUES "
             "('Sous chef', 'Brasserie Lumiere', 'Paris kitchen'), ('Welder', 'Nordstahl', 'Night shifts')"
         )
     result = tick(covered, instance)
-    assert requested(result) == ["000003"]
-    assert instance.get_dynamic_partitions(JOB_CHUNKS)[-1] == "000003"
+    assert requested(result) == ["000002"]
+    assert instance.get_dynamic_partitions(JOB_CHUNKS) == ["000001", "000002"]
     run_chunks(covered, instance, result)
     assert requested(tick(covered, instance)) == []
 
@@ -101,15 +101,42 @@ def test_a_chunk_whose_runs_always_fail_is_retried_after_1_2_4_8_ticks(covered, 
         connection.execute("ALTER TABLE jobs DROP COLUMN embedding")
         connection.execute("ALTER TABLE jobs ADD COLUMN embedding vector(768)")
         connection.execute("UPDATE jobs SET title = title || ' (edited)' WHERE id = 3")
-    job = build_definitions(covered).resolve_job_def(EMBED_JOB)
     requested_at, run_keys = [], set()
     for number in range(20):
         for request in tick(covered, instance).run_requests:
             requested_at.append(number)
             run_keys.add(request.run_key)
-            run = job.execute_in_process(instance=instance, partition_key=request.partition_key, raise_on_error=False)
+            run = execute_request(covered, instance, request, raise_on_error=False)
             assert not run.success
     assert requested_at == [0, 2, 5, 10, 19]
     assert len(run_keys) == 5, "each retry is new work for Dagster's run-key deduplication"
     [(chunk_key, failed_runs, last_error)] = JobStore(covered).failing_chunks()
     assert (chunk_key, failed_runs) == ("000001", 5) and "vector(768)" in last_error
+
+
+def test_trickling_jobs_fill_the_newest_chunk_before_a_new_one_opens(database_url, instance):
+    settings = make_settings(database_url, JOBPING_CHUNK_SIZE="100")
+    load_demo(settings, 600).setup(384)
+    tick(settings, instance)
+    assert instance.get_dynamic_partitions(JOB_CHUNKS) == [f"{number:06d}" for number in range(1, 7)]
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        for number in range(30):
+            connection.execute("INSERT INTO jobs (title, company) VALUES (%s, 'Trickle GmbH')", (f"Job {number}",))
+            assert requested(tick(settings, instance))[-1] == "000007"
+        counts = connection.execute("SELECT chunk_key, job_count FROM jobping_pipeline.chunks ORDER BY chunk_no").fetchall()
+    assert len(counts) == 7 and counts[-1] == ("000007", 30)
+    assert len(instance.get_dynamic_partitions(JOB_CHUNKS)) == 7
+
+
+def test_an_edit_in_each_of_six_chunks_is_one_run(database_url, encoder, instance):
+    settings = make_settings(database_url, JOBPING_CHUNK_SIZE="10")
+    load_demo(settings, 60).setup(384)
+    run_chunks(settings, instance, tick(settings, instance))
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        connection.execute("UPDATE jobs SET title = title || ' (senior)' WHERE id % 10 = 3")
+    result = tick(settings, instance)
+    assert len(result.run_requests) == 1
+    assert requested(result) == [f"{number:06d}" for number in range(1, 7)]
+    run_chunks(settings, instance, result)
+    assert requested(tick(settings, instance)) == []
+    assert JobStore(settings).coverage("sentence-transformers/all-MiniLM-L6-v2").complete

@@ -219,15 +219,17 @@ def test_ui_backfill_then_sensor_keep_coverage_at_100(database_url, admin_url, t
         with psycopg.connect(database_url) as connection:
             assert connection.execute("SELECT embedding::text FROM jobs WHERE id = 10").fetchone()[0] != before
         with DagsterInstance.get() as instance:
-            assert instance.get_dynamic_partitions(JOB_CHUNKS)[-1] == "000004"
+            assert instance.get_dynamic_partitions(JOB_CHUNKS)[-1] == "000003", "new jobs fill the newest chunk"
             def sensor_runs_finished():
                 runs = instance.get_runs(RunsFilter(tags={"jobping/trigger": "sensor"}))
                 return runs if all(run.is_finished for run in runs) else None
 
             sensor_runs = wait_for(sensor_runs_finished, 120, "the sensor's runs to finish")
-            partitions = sorted(run.tags["dagster/partition"] for run in sensor_runs)
-            assert partitions == ["000001", "000004"], "one run per chunk with pending work, no duplicates"
-            assert [run.status for run in sensor_runs] == [DagsterRunStatus.SUCCESS] * 2
+            assert [run.tags["jobping/chunks"] for run in sensor_runs] == ["000001,000003"], (
+                "the two dirty chunks in one partition-range run, no duplicates"
+            )
+            assert (sensor_runs[0].tags["dagster/asset_partition_range_start"], sensor_runs[0].tags["dagster/asset_partition_range_end"]) == ("000001", "000003")
+            assert [run.status for run in sensor_runs] == [DagsterRunStatus.SUCCESS]
     finally:
         if daemon is not None:
             stop(daemon)

@@ -116,6 +116,6 @@ def test_jobs_inserted_with_triggers_bypassed_fail_the_check_until_the_sensor_em
     assert not check.passed and check.severity == AssetCheckSeverity.ERROR
     assert (check.metadata["without_state"].value, check.metadata["queued_jobs_without_state"].value) == (2, 2)
     result = tick(embedded, instance)
-    assert requested(result) == ["000003"]
+    assert requested(result) == ["000002"]
     run_chunks(embedded, instance, result)
     assert evaluate_coverage(store, MODEL_ID).passed

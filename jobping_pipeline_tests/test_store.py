@@ -87,12 +87,15 @@ def test_chunks_are_fixed_sets_in_key_order(database_url, id_type):
             "JOIN jobping_pipeline.chunks c USING (chunk_no) ORDER BY s.job_id"
         ).fetchall()
     assert [key for key, _ in rows] == ["000001"] * 40 + ["000002"] * 40 + ["000003"] * 20
-    load_demo_jobs(store, generate_jobs(5, seed=9))
-    assert store.register_chunks(scan_table=False) == ["000004"]
+    load_demo_jobs(store, generate_jobs(25, seed=9))
+    assert store.register_chunks(scan_table=False) == ["000004"], "20 fill chunk 3, the next 5 open chunk 4"
     with psycopg.connect(database_url) as connection:
         assert connection.execute(
-            "SELECT count(*) FROM jobping_pipeline.job_state WHERE chunk_no = 4"
-        ).fetchone() == (5,)
+            "SELECT chunk_no, count(*) FROM jobping_pipeline.job_state GROUP BY chunk_no ORDER BY chunk_no"
+        ).fetchall() == [(1, 40), (2, 40), (3, 40), (4, 5)]
+        assert connection.execute("SELECT job_count FROM jobping_pipeline.chunks ORDER BY chunk_no").fetchall() == [
+            (40,), (40,), (40,), (5,)
+        ]
 
 
 def test_change_capture_marks_only_text_changes(settings):

@@ -36,17 +36,27 @@ class DirtyChunk:
 
 
 def assign_chunks(names: Names) -> sql.Composed:
-    """Put every queued job into new chunks of at most ``%(chunk_size)s``, in key order."""
+    """Put every queued job into a chunk, in key order: first the newest chunk, until it holds
+    ``%(chunk_size)s`` jobs, then new chunks of that size. So chunks (and partitions) stay at
+    about jobs / chunk size however the jobs trickle in; the newest chunk gains jobs after it was
+    materialized, and those jobs are simply dirty in it."""
     return sql.SQL(
-        "WITH last AS (SELECT coalesce(max(chunk_no), 0) AS chunk_no FROM {chunks}), "
+        "WITH newest AS (SELECT chunk_no, job_count FROM {chunks} ORDER BY chunk_no DESC LIMIT 1), "
+        "room AS (SELECT coalesce((SELECT chunk_no FROM newest), 0) AS chunk_no,"
+        " coalesce((SELECT greatest(%(chunk_size)s - job_count, 0) FROM newest), 0) AS free), "
         "numbered AS ("
-        " SELECT s.job_id, last.chunk_no + 1"
-        "   + (row_number() OVER (ORDER BY s.job_id) - 1) / %(chunk_size)s AS chunk_no"
-        " FROM {job_state} s, last WHERE s.chunk_no IS NULL), "
+        " SELECT q.job_id, CASE WHEN q.n <= room.free THEN room.chunk_no"
+        "  ELSE room.chunk_no + 1 + (q.n - room.free - 1) / %(chunk_size)s END AS chunk_no"
+        " FROM (SELECT job_id, row_number() OVER (ORDER BY job_id) AS n FROM {job_state} WHERE chunk_no IS NULL) q"
+        " CROSS JOIN room), "
         "new_chunks AS ("
         " INSERT INTO {chunks} (chunk_no, chunk_key, job_count)"
-        " SELECT chunk_no, lpad(chunk_no::text, greatest({width}, length(chunk_no::text)), '0'),"
-        "  count(*) FROM numbered GROUP BY chunk_no RETURNING chunk_no) "
+        " SELECT n.chunk_no, lpad(n.chunk_no::text, greatest({width}, length(n.chunk_no::text)), '0'), count(*)"
+        " FROM numbered n, room WHERE n.chunk_no > room.chunk_no GROUP BY n.chunk_no RETURNING chunk_no), "
+        "grown AS ("
+        " UPDATE {chunks} c SET job_count = c.job_count + g.added"
+        " FROM (SELECT n.chunk_no, count(*) AS added FROM numbered n, room WHERE n.chunk_no = room.chunk_no"
+        "  GROUP BY n.chunk_no) g WHERE c.chunk_no = g.chunk_no) "
         "UPDATE {job_state} s SET chunk_no = n.chunk_no FROM numbered n "
         "WHERE s.job_id = n.job_id AND s.chunk_no IS NULL"
     ).format(chunks=names.state("chunks"), job_state=names.state("job_state"), width=sql.Literal(CHUNK_KEY_WIDTH))
