@@ -67,20 +67,25 @@ def problems_markdown(problems: list[ProblemJob]) -> MetadataValue:
     return MetadataValue.md("\n".join(f"- {problem.describe()}" for problem in problems) or "none")
 
 
-def chunk_check_result(store: JobStore, model_id: str, chunk_keys: list[str]) -> AssetCheckResult:
-    """After a run: did every eligible job of its chunks end up fresh? Jobs that failed are an
-    ERROR, listed with their reasons; jobs edited while the run was going are a WARN (the sensor
-    picks them up)."""
+def chunk_check_result(
+    store: JobStore, model_id: str, chunk_keys: list[str], failed_in_run: int = 0
+) -> AssetCheckResult:
+    """After a run: did every eligible job of its chunks end up fresh, and did none fail? Jobs
+    that failed are an ERROR, listed with their reasons (``failed_in_run`` also counts jobs the
+    role cannot see, which the counts from the jobs table cannot); jobs edited while the run was
+    going are a WARN (the sensor picks them up)."""
     counts = store.coverage(model_id, chunk_keys)
-    problems = [] if counts.complete else store.problem_jobs(model_id, chunk_keys)
+    complete = counts.complete and not failed_in_run
+    problems = [] if complete else store.problem_jobs(model_id, chunk_keys)
     failed = [problem for problem in problems if problem.last_error]
     return AssetCheckResult(
         check_name=CHUNK_CHECK,
-        passed=counts.complete,
-        severity=AssetCheckSeverity.ERROR if counts.failed else AssetCheckSeverity.WARN,
+        passed=complete,
+        severity=AssetCheckSeverity.ERROR if counts.failed or failed_in_run else AssetCheckSeverity.WARN,
         description=(
             f"{counts.fresh} of {counts.eligible} eligible jobs fresh"
-            + (f"; {counts.failed} failed, first: {failed[0].describe()}" if failed else "")
+            + (f"; {max(counts.failed, failed_in_run)} failed" if counts.failed or failed_in_run else "")
+            + (f", first: {failed[0].describe()}" if failed else "")
         ),
         metadata={
             "eligible": counts.eligible,
@@ -114,14 +119,24 @@ def job_embeddings(
         )
         raise
     except Exception as error:
-        store.record_run_outcome(chunk_keys, f"{type(error).__name__}: {error}")
+        _record_run_failure(context, store, chunk_keys, error)
         raise
     store.record_run_outcome(chunk_keys, None)
     model_id = embedding_model.spec().model_id
+    failed = sum(report.failed for report in reports)
     return MaterializeResult(
         metadata=materialization_metadata(reports, model_id, embedding_model.encoder().device),
-        check_results=[chunk_check_result(store, model_id, chunk_keys)],
+        check_results=[chunk_check_result(store, model_id, chunk_keys, failed)],
     )
+
+
+def _record_run_failure(context, store: JobStore, chunk_keys: list[str], error: Exception) -> None:
+    """Count the failure per chunk for the sensor's backoff; a database that is down cannot
+    record it, and must not hide the error that failed the run."""
+    try:
+        store.record_run_outcome(chunk_keys, f"{type(error).__name__}: {error}")
+    except Exception as recording_error:  # noqa: BLE001 - the run's own error is raised next
+        context.log.warning(f"could not record the failed run for the sensor's backoff: {recording_error}")
 
 
 def _embed_chunks(context, store: JobStore, embedding_model: EmbeddingModel, chunk_keys: list[str]) -> list[ChunkReport]:
