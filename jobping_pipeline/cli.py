@@ -58,8 +58,6 @@ def _search(args: argparse.Namespace) -> int:
 
     import pandas as pd
 
-    if args.limit < 1:
-        raise ConfigError(f"--limit {args.limit}: ask for at least 1 result")
     store, embedding_model = _configured()
     encoder = embedding_model.encoder()
     store.check_dimensions(encoder.dimensions, encoder.model_id)
@@ -83,8 +81,6 @@ def _demo_data(args: argparse.Namespace) -> int:
     from jobping_pipeline.demo import generate_jobs, load_demo_jobs
     from jobping_pipeline.progress import counted
 
-    if args.jobs < 0:
-        raise ConfigError(f"--jobs {args.jobs}: give a number of jobs, 0 or more")
     store, _ = _configured()
     existing = store.existing_job_count()
     if existing and not args.append:
@@ -189,6 +185,21 @@ def _prepare_model_change(args: argparse.Namespace) -> int:
     return 0 if change.done else EXIT_INCOMPLETE
 
 
+def _at_least(minimum: int):
+    """An argparse type: a whole number no smaller than ``minimum``."""
+
+    def whole_number(text: str) -> int:
+        try:
+            number = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if number < minimum:
+            raise argparse.ArgumentTypeError(f"{number} is less than {minimum}")
+        return number
+
+    return whole_number
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="jobping-pipeline",
@@ -203,12 +214,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     search = commands.add_parser("search", help="the jobs nearest to a query, by the same model")
     search.add_argument("query")
-    search.add_argument("--limit", type=int, default=10)
+    search.add_argument("--limit", type=_at_least(1), default=10)
     search.add_argument("--json", action="store_true", help="machine-readable output")
     search.set_defaults(handler=_search)
 
     demo = commands.add_parser("demo-data", help="create jobping's jobs table if absent and load realistic postings")
-    demo.add_argument("--jobs", type=int, default=1000, help="how many postings (default 1000)")
+    demo.add_argument("--jobs", type=_at_least(0), default=1000, help="how many postings (default 1000)")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     demo.add_argument("--append", action="store_true", help="load even when the table already has jobs")
     demo.add_argument("--id-type", choices=("integer", "uuid"), default="integer", help="primary key type of a new table")

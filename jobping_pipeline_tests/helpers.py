@@ -9,6 +9,7 @@ from pathlib import Path
 
 from dagster import build_sensor_context
 
+from jobping_pipeline.backfill import run_backfill
 from jobping_pipeline.store import JobStore
 from jobping_pipeline.demo import generate_jobs, load_demo_jobs
 from jobping_pipeline.definitions import EMBED_JOB, build_definitions
@@ -30,6 +31,27 @@ def load_demo(settings: Settings, jobs: int, *, id_type: str = "integer", seed: 
     store = JobStore(settings)
     load_demo_jobs(store, generate_jobs(jobs, seed=seed), id_type=id_type)
     return store
+
+
+def backfilled(database_url: str, instance, jobs: int, **overrides: str) -> Settings:
+    """Settings for a table of ``jobs`` demo jobs, fully embedded by a real backfill."""
+    settings = make_settings(database_url, **overrides)
+    load_demo(settings, jobs)
+    assert run_backfill(settings, instance, say=lambda line: None).complete
+    return settings
+
+
+def refuse_poison(monkeypatch, encoder) -> None:
+    """The model raises for any batch holding a text with 'POISON' in it (an injected failure:
+    no real text makes this model fail)."""
+    real_encode = type(encoder).encode
+
+    def encode_refusing_poison(self, texts, batch_size):
+        if any("POISON" in text for text in texts):
+            raise RuntimeError("injected model failure")
+        return real_encode(self, texts, batch_size)
+
+    monkeypatch.setattr(type(encoder), "encode", encode_refusing_poison)
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess:

@@ -10,7 +10,7 @@ from jobping_pipeline.store import JobStore
 from jobping_pipeline.encoder import loaded_model_count
 from jobping_pipeline.partitions import JOB_CHUNKS
 
-from .helpers import load_demo, make_settings
+from .helpers import load_demo, make_settings, refuse_poison
 
 MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 EVERY_OTHER_COLUMN = "SELECT id, (to_jsonb(j) - 'embedding')::text FROM jobs j ORDER BY id"
@@ -72,14 +72,7 @@ def test_one_bad_job_in_a_multi_chunk_run_materializes_the_rest_and_fails_the_ch
     with psycopg.connect(settings.database_url, autocommit=True) as connection:
         connection.execute("UPDATE jobs SET description = 'POISON pill' WHERE id = 57")
     register(JobStore(settings), instance, encoder)
-    real_encode = type(encoder).encode
-
-    def encode_refusing_poison(self, texts, batch_size):
-        if any("POISON" in text for text in texts):
-            raise RuntimeError("injected model failure")
-        return real_encode(self, texts, batch_size)
-
-    monkeypatch.setattr(type(encoder), "encode", encode_refusing_poison)
+    refuse_poison(monkeypatch, encoder)
     run = build_definitions(settings).resolve_job_def(EMBED_JOB).execute_in_process(
         instance=instance,
         tags={"dagster/asset_partition_range_start": "000001", "dagster/asset_partition_range_end": "000003"},

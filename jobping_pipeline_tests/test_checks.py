@@ -9,6 +9,7 @@ from jobping_pipeline.checks import evaluate_coverage, evaluate_vector_sanity
 from jobping_pipeline.store import JobStore
 from jobping_pipeline.definitions import CHECKS_JOB, build_definitions
 
+from .helpers import backfilled as fully_embedded
 from .helpers import load_demo, make_settings, requested, run_chunks, tick
 
 MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
@@ -16,10 +17,7 @@ MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 
 @pytest.fixture
 def backfilled(database_url, encoder, instance):
-    settings = make_settings(database_url, JOBPING_CHUNK_SIZE="20", JOBPING_GRACE_MINUTES="0")
-    load_demo(settings, 30)
-    assert run_backfill(settings, instance, say=lambda line: None).complete
-    return settings
+    return fully_embedded(database_url, instance, 30, JOBPING_CHUNK_SIZE="20", JOBPING_GRACE_MINUTES="0")
 
 
 def check_evaluations(settings, instance):

@@ -8,7 +8,7 @@ from pgvector.psycopg import register_vector
 from jobping_pipeline.embedding import EmbeddingFailed, UnknownChunk, embed_chunk
 from jobping_pipeline.texts import build_text
 
-from .helpers import load_demo
+from .helpers import load_demo, refuse_poison
 
 
 def prepared_store(settings, jobs, **kwargs):
@@ -81,14 +81,7 @@ def test_a_text_the_model_cannot_embed_fails_only_its_jobs_and_the_chunk(setting
         connection.execute("UPDATE jobs SET description = 'POISON pill' WHERE id IN (20, 33)")
     store.setup(384)
     store.register_chunks(scan_table=True)
-    real_encode = type(encoder).encode
-
-    def encode_refusing_poison(self, texts, batch_size):
-        if any("POISON" in text for text in texts):
-            raise RuntimeError("injected model failure")
-        return real_encode(self, texts, batch_size)
-
-    monkeypatch.setattr(type(encoder), "encode", encode_refusing_poison)
+    refuse_poison(monkeypatch, encoder)
     with pytest.raises(EmbeddingFailed, match=r"2 jobs could not be embedded \(the other 38 were written\)") as raised:
         embed_chunk(store, encoder, "000001", batch_size=16)
     assert "2 jobs (20, 33): encode failed: RuntimeError: injected model failure" in str(raised.value)

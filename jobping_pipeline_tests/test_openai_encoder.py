@@ -162,7 +162,7 @@ def test_requests_split_at_the_token_budget(server, monkeypatch):
     encoder = make_encoder(server, dimensions=8)
     vectors = encoder.encode(texts, batch_size=64)
     sent = [request.inputs for request in encode_requests(server)]
-    assert [len(inputs) for inputs in sent] == [10, 10, 5]
+    assert sorted(len(inputs) for inputs in sent) == [5, 10, 10]  # in flight together: any order
     assert all(sum(estimate_tokens(text) for text in inputs) <= 100 for inputs in sent)
     assert np.array_equal(vectors, expected_vectors(texts, 8))
 

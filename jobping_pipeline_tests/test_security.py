@@ -8,7 +8,7 @@ from jobping_pipeline.backfill import run_backfill
 from jobping_pipeline.settings import ConfigError
 from jobping_pipeline.store import JobStore
 
-from .helpers import PROJECT_DIR, load_demo, make_settings, run_cli
+from .helpers import load_demo, make_settings, run_cli
 
 
 def test_a_table_name_with_quotes_and_spaces(database_url, encoder, instance):

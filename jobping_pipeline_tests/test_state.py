@@ -7,23 +7,19 @@ import pytest
 from dagster import AssetCheckSeverity
 from pgvector.psycopg import register_vector
 
-from jobping_pipeline.backfill import run_backfill
 from jobping_pipeline.checks import evaluate_coverage
 from jobping_pipeline.embedding import embed_chunk
 from jobping_pipeline.store import JobStore
 from jobping_pipeline.texts import build_text
 
-from .helpers import load_demo, make_settings, requested, run_chunks, tick
+from .helpers import backfilled, load_demo, make_settings, requested, run_chunks, tick
 
 MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 
 
 @pytest.fixture
 def embedded(database_url, encoder, instance):
-    settings = make_settings(database_url, JOBPING_CHUNK_SIZE="10", JOBPING_GRACE_MINUTES="5")
-    load_demo(settings, 12)
-    assert run_backfill(settings, instance, say=lambda line: None).complete
-    return settings
+    return backfilled(database_url, instance, 12, JOBPING_CHUNK_SIZE="10", JOBPING_GRACE_MINUTES="5")
 
 
 def execute(settings, *statements):

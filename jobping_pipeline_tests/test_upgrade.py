@@ -3,7 +3,11 @@
 import psycopg
 import pytest
 
-from jobping_pipeline.encoder import bundled_model_path
+from jobping_pipeline.backfill import run_backfill
+from jobping_pipeline.encoder import bundled_model_path, load_encoder, spec_from_settings
+from jobping_pipeline.model_change import prepare_model_change
+from jobping_pipeline.settings import ConfigError
+from jobping_pipeline.store import JobStore
 
 from .helpers import load_demo, make_settings, run_cli
 
@@ -22,18 +26,20 @@ def model_128d(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_switching_to_a_model_of_another_dimension(database_url, data_dir, dagster_home, model_128d):
+def test_switching_to_a_model_of_another_dimension(database_url, instance, data_dir, dagster_home, model_128d):
     env = {"JOBPING_DATABASE_URL": database_url, "JOBPING_CHUNK_SIZE": "10"}
     load_demo(make_settings(database_url), 15)
-    assert run_cli("jobping-pipeline", "backfill", env=env).returncode == 0
+    assert run_backfill(make_settings(database_url, JOBPING_CHUNK_SIZE="10"), instance, say=lambda line: None).complete
     with psycopg.connect(database_url, autocommit=True) as connection:
         connection.execute("CREATE INDEX jobs_embedding_hnsw ON jobs USING hnsw (embedding vector_cosine_ops)")
 
     new_env = {**env, "JOBPING_MODEL": model_128d}
-    refused = run_cli("jobping-pipeline", "backfill", env=new_env)
-    assert refused.returncode == 2 and "makes 128-dimensional vectors but public.jobs.embedding is vector(384)" in refused.stderr
-    asked = run_cli("jobping-pipeline", "prepare-model-change", env=new_env)
-    assert asked.returncode == 1 and "Run again with --yes" in asked.stdout
+    new_settings = make_settings(database_url, JOBPING_CHUNK_SIZE="10", JOBPING_MODEL=model_128d)
+    with pytest.raises(ConfigError, match="makes 128-dimensional vectors but public.jobs.embedding is vector\\(384\\)"):
+        run_backfill(new_settings, instance, say=lambda line: None)
+    store = JobStore(new_settings)
+    asked = prepare_model_change(store, load_encoder(spec_from_settings(new_settings)), confirmed=False)
+    assert not asked.done and "Run again with --yes" in asked.lines[-1]
     prepared = run_cli("jobping-pipeline", "prepare-model-change", "--yes", env=new_env)
     assert prepared.returncode == 0, prepared.stderr[-2000:]
     assert "is now vector(128)" in prepared.stdout
@@ -55,10 +61,11 @@ def test_switching_to_a_model_of_another_dimension(database_url, data_dir, dagst
     assert status.returncode == 0 and '"fresh": 15' in status.stdout
 
 
-def test_a_same_dimension_change_marks_every_job_stale(database_url, data_dir, dagster_home):
+def test_a_same_dimension_change_marks_every_job_stale(database_url, instance, data_dir, dagster_home):
     env = {"JOBPING_DATABASE_URL": database_url, "JOBPING_CHUNK_SIZE": "10"}
-    load_demo(make_settings(database_url), 12)
-    assert run_cli("jobping-pipeline", "backfill", env=env).returncode == 0
+    settings = make_settings(database_url, JOBPING_CHUNK_SIZE="10")
+    load_demo(settings, 12)
+    assert run_backfill(settings, instance, say=lambda line: None).complete
     shorter = {**env, "JOBPING_MAX_SEQ_LENGTH": "128"}
     prepared = run_cli("jobping-pipeline", "prepare-model-change", env=shorter)
     assert prepared.returncode == 0 and "nothing to prepare. 12 jobs are not embedded by it yet" in prepared.stdout

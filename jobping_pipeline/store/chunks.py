@@ -103,10 +103,10 @@ def dirty_chunks(names: Names) -> sql.Composed:
     attempts, failed runs) and when a failing chunk may be tried again. Served by the partial
     index job_state_dirty: no table scan."""
     return sql.SQL(
-        "SELECT c.chunk_key, count(*), max(s.text_version), sum(s.attempts), c.failed_runs, c.retry_at_tick"
-        " FROM {job_state} s JOIN {chunks} c ON c.chunk_no = s.chunk_no "
-        "WHERE s.dirty AND s.attempts < %(max_attempts)s "
-        "GROUP BY c.chunk_no, c.chunk_key ORDER BY c.chunk_no"
+        """SELECT c.chunk_key, count(*), max(s.text_version), sum(s.attempts), c.failed_runs, c.retry_at_tick
+        FROM {job_state} s JOIN {chunks} c ON c.chunk_no = s.chunk_no
+        WHERE s.dirty AND s.attempts < %(max_attempts)s
+        GROUP BY c.chunk_no, c.chunk_key ORDER BY c.chunk_no"""
     ).format(job_state=names.state("job_state"), chunks=names.state("chunks"))
 
 
