@@ -1,10 +1,12 @@
 """The sensor that keeps ``job_embeddings`` complete without anyone running anything.
 
-Each tick: make sure setup matches the configuration, put queued new jobs into new chunks,
-make sure Dagster knows every chunk's partition key (restoring them on a fresh instance), and
-request one run per chunk with new or edited jobs, unless a run for that chunk is already
-queued or running. The model is never loaded by a tick, and every query is served by an index
-on the pipeline's own tables: no scan of the jobs table.
+Each tick: make sure setup matches the configuration, put queued new jobs into the newest chunk
+(a new one only when it is full), make sure Dagster knows every chunk's partition key (restoring
+them on a fresh instance), and request partition-range runs of up to 10 chunks for the chunks with
+new or edited jobs, with run keys so the same work is never requested twice, skipping chunks a
+queued or running run already covers and backing off on chunks whose runs keep failing. The model
+is never loaded by a tick, and every query is served by an index on the pipeline's own tables:
+no scan of the jobs table.
 
 A change of model is not acted on by the sensor: re-embedding a whole table is a deliberate,
 hours-long operation, so the coverage check reports those jobs as stale and the operator runs a
