@@ -20,7 +20,11 @@ def test_status_is_incomplete_after_setup_and_after_a_column_switch_until_the_ba
     database_url, encoder, instance, data_dir, dagster_home
 ):
     env = {"JOBPING_DATABASE_URL": database_url, "JOBPING_CHUNK_SIZE": "20"}
-    load_demo(make_settings(database_url), 30).setup(384)
+    load_demo(make_settings(database_url), 30)
+    before_setup = run_cli("jobping-pipeline", "status", env=env)
+    assert before_setup.returncode == 2 and "run `jobping-pipeline setup`" in before_setup.stderr
+    assert "Traceback" not in before_setup.stderr
+    JobStore(make_settings(database_url)).setup(384)
     code, report = status(env)
     assert code == 1 and report["complete"] is False
     assert (report["fresh"], report["pending"], report["missing"], report["coverage_percent"]) == (0, 0, 30, 0.0)

@@ -7,7 +7,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+import psycopg
 from psycopg import sql
+
+from jobping_pipeline.settings import ConfigError
 
 from jobping_pipeline.store.catalog import Names, StoreBase
 from jobping_pipeline.store.setup import enqueue_unregistered_jobs, text_versions
@@ -171,9 +174,15 @@ class CoverageStore(StoreBase):
         statement = coverage(names, self.settings.eligible_column, chunks_only=chunk_keys is not None)
         with self.connect(autocommit=True, vectors=False) as connection, connection.transaction():
             connection.execute(COVERAGE_WORK_MEM)
-            row = connection.execute(
-                statement, self._check_parameters(model_id, chunk_keys=list(chunk_keys or []))
-            ).fetchone()
+            try:
+                row = connection.execute(
+                    statement, self._check_parameters(model_id, chunk_keys=list(chunk_keys or []))
+                ).fetchone()
+            except psycopg.errors.UndefinedTable:
+                raise ConfigError(
+                    f"the pipeline is not set up in schema {self.settings.state_schema} of {self.display_url}: "
+                    "run `jobping-pipeline setup` (or a backfill)"
+                ) from None
             hidden = 0
             if chunk_keys is None and self.row_security_active(connection):
                 hidden = connection.execute(hidden_jobs(names)).fetchone()[0]
