@@ -211,11 +211,6 @@ class CoverageStore(StoreBase):
         with self.connect(autocommit=True, vectors=False) as connection:
             return [ProblemJob(*row) for row in connection.execute(statement, parameters)]
 
-    def chunk_freshness(self, model_id: str, chunk_keys: Sequence[str]) -> tuple[int, int, int]:
-        """(eligible, fresh, failed) job counts of these chunks."""
-        counts = self.coverage(model_id, chunk_keys)
-        return counts.eligible, counts.fresh, counts.failed
-
     def vector_sanity(self, tolerance: float = 1e-3) -> tuple[int, int, list[str]]:
         """(vectors, vectors whose norm is off by more than ``tolerance``, first such ids)."""
         with self.connect(autocommit=True) as connection:

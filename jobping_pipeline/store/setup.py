@@ -271,25 +271,25 @@ class SetupStore(StoreBase):
             changes.append(
                 f"installed change-capture triggers on the jobs table and {settings.state_schema}.match_jobs_by_embedding()"
             )
-        for reason in self._reasons_every_job_is_due(meta, wanted_meta, table):
+        reason = self._why_every_job_is_due(meta, wanted_meta, table)
+        if reason:
             marked = connection.execute(mark_every_job_dirty(names)).rowcount
             changes.append(f"{reason}: {marked} jobs marked for embedding, due at once")
-            break
         for key, value in wanted_meta.items():
             if meta.get(key) != value:
                 connection.execute(write_meta(names), (key, value))
         return changes
 
     @staticmethod
-    def _reasons_every_job_is_due(meta: dict[str, str], wanted: dict[str, str], table) -> list[str]:
-        """A switch of text columns or of embedding column: no stored vector fits any more."""
-        reasons = []
+    def _why_every_job_is_due(meta: dict[str, str], wanted: dict[str, str], table) -> str | None:
+        """A switch of text columns or of embedding column, or a new embedding column on a table
+        set up before: no stored vector fits any more. None when nothing of that happened."""
         for key, what in (("text_columns", "text columns"), ("embedding_column", "embedding column")):
             if meta.get(key) is not None and meta[key] != wanted[key]:
-                reasons.append(f"{what} changed from {meta[key]} to {wanted[key]}")
+                return f"{what} changed from {meta[key]} to {wanted[key]}"
         if "text_columns" in meta and table.embedding_dimensions is None:
-            reasons.append("the embedding column is new")
-        return reasons
+            return "the embedding column is new"
+        return None
 
     def _create_state_schema(
         self, connection: psycopg.Connection, names: Names, state_columns: list, changes: list[str]
