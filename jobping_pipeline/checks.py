@@ -1,8 +1,11 @@
-"""Asset checks on ``job_embeddings``: coverage over the whole table, and vector sanity.
+"""Asset checks on ``job_embeddings`` over the whole table: coverage, deep coverage, vector sanity.
 
-They run on their own schedule (``embedding_checks_schedule``); inside embedding runs they skip
-themselves, so a backfill that is still going does not fail them in every partition run. The
-per-chunk check is emitted by the asset itself (see assets.py)."""
+``coverage`` counts from the pipeline's own state (a fraction of a second at a million jobs) and
+runs every 5 minutes (``embedding_checks_schedule``). ``deep_coverage`` counts from the jobs table
+itself, joined to the state, and heals what the triggers never saw; with ``vector_sanity`` it runs
+hourly (``embedding_deep_checks_schedule``). Inside embedding runs they skip themselves, so a
+backfill that is still going does not fail them in every partition run. The per-chunk check is
+emitted by the asset itself (see assets.py)."""
 
 from dagster import (
     AssetCheckExecutionContext,
@@ -19,6 +22,7 @@ from jobping_pipeline.resources import EmbeddingModel, JobsDatabase
 
 NORM_TOLERANCE = 1e-3
 COVERAGE_CHECK = "coverage"
+DEEP_COVERAGE_CHECK = "deep_coverage"
 VECTOR_SANITY_CHECK = "vector_sanity"
 
 
@@ -38,18 +42,9 @@ def coverage_metadata(coverage: Coverage, problems: list[ProblemJob]) -> dict:
     }
 
 
-def evaluate_coverage(store: JobStore, model_id: str) -> AssetCheckResult:
-    """Passes only when every eligible job is fresh, counted from the jobs table. Not fresh only
-    because of the application's inserts and edits of the last JOBPING_GRACE_MINUTES: WARN.
-    Anything else (missing, stale, failed, hidden by row-level security): ERROR.
-
-    It also heals what the sensor cannot see: jobs whose vector vanished behind the pipeline's
-    back, and jobs with no state row (inserted with triggers bypassed), are queued for it."""
-    coverage = store.coverage(model_id)
-    problems = [] if coverage.complete else store.problem_jobs(model_id)
-    metadata = coverage_metadata(coverage, problems)
-    metadata["requeued_lost_vectors"] = store.requeue_lost_vectors() if coverage.missing else 0
-    metadata["queued_jobs_without_state"] = store.queue_jobs_without_state() if coverage.without_state else 0
+def coverage_result(check_name: str, coverage: Coverage, problems: list[ProblemJob], model_id: str, **extra) -> AssetCheckResult:
+    """Passes only when every eligible job is fresh. Not fresh only because of the application's
+    inserts and edits of the last JOBPING_GRACE_MINUTES: WARN. Anything else: ERROR."""
     description = (
         f"{coverage.fresh} of {coverage.eligible} eligible jobs have a fresh embedding from {model_id}"
         + (f"; {coverage.pending} pending (inserted or edited by the application within the grace period)" if coverage.pending else "")
@@ -58,11 +53,37 @@ def evaluate_coverage(store: JobStore, model_id: str) -> AssetCheckResult:
         + (f"; {coverage.hidden} jobs hidden from this role by row-level security" if coverage.hidden else "")
     )
     return AssetCheckResult(
-        check_name=COVERAGE_CHECK,
+        check_name=check_name,
         passed=coverage.complete,
         severity=AssetCheckSeverity.WARN if coverage.only_pending else AssetCheckSeverity.ERROR,
         description=description,
-        metadata=metadata,
+        metadata={**coverage_metadata(coverage, problems), **extra},
+    )
+
+
+def evaluate_coverage(store: JobStore, model_id: str) -> AssetCheckResult:
+    """Coverage as the pipeline's state records it: no join with the jobs table, so it stays
+    cheap at any size. The triggers keep the state true for every change made through them;
+    :func:`evaluate_deep_coverage` proves it from the table itself, hourly."""
+    coverage = store.state_coverage(model_id)
+    problems = [] if coverage.complete else store.problem_jobs(model_id, from_state=True)
+    return coverage_result(COVERAGE_CHECK, coverage, problems, model_id)
+
+
+def evaluate_deep_coverage(store: JobStore, model_id: str) -> AssetCheckResult:
+    """Coverage counted from the jobs table itself, row by row against the state.
+
+    It also heals what the sensor cannot see: jobs whose vector vanished behind the pipeline's
+    back, and jobs with no state row (inserted with triggers bypassed), are queued for it."""
+    coverage = store.coverage(model_id)
+    problems = [] if coverage.complete else store.problem_jobs(model_id)
+    return coverage_result(
+        DEEP_COVERAGE_CHECK,
+        coverage,
+        problems,
+        model_id,
+        requeued_lost_vectors=store.requeue_lost_vectors() if coverage.missing else 0,
+        queued_jobs_without_state=store.queue_jobs_without_state() if coverage.without_state else 0,
     )
 
 
@@ -98,16 +119,23 @@ def evaluate_vector_sanity(store: JobStore, model_dimensions: int | None) -> Ass
             COVERAGE_CHECK,
             asset=job_embeddings.key,
             description="Every eligible job has an embedding from the configured model for its "
-            "current text, counted from the jobs table. Fails otherwise: WARN when the only jobs "
-            "not fresh are the application's inserts and edits of the grace period, ERROR for "
-            "anything else. Metadata: coverage %, eligible, fresh, pending, stale, missing, failed, "
-            "jobs without state, jobs hidden by row-level security, the first 50 problem jobs.",
+            "current text, as the pipeline's state records it (every 5 minutes; cheap at any size). "
+            "Fails otherwise: WARN when the only jobs not fresh are the application's inserts and "
+            "edits of the grace period, ERROR for anything else. Metadata: coverage %, eligible, "
+            "fresh, pending, stale, missing, failed, the first 50 problem jobs.",
+        ),
+        AssetCheckSpec(
+            DEEP_COVERAGE_CHECK,
+            asset=job_embeddings.key,
+            description="The coverage check counted from the jobs table itself (hourly): also "
+            "finds jobs whose vector was removed or that were inserted with triggers bypassed, "
+            "queues them for the sensor, and counts jobs hidden by row-level security.",
         ),
         AssetCheckSpec(
             VECTOR_SANITY_CHECK,
             asset=job_embeddings.key,
             description="The column's dimension is the model's and every vector has unit length "
-            "(pgvector itself refuses NaN and infinite values).",
+            "(pgvector itself refuses NaN and infinite values). Hourly: it reads every vector.",
         ),
     ],
     can_subset=True,
@@ -115,18 +143,22 @@ def evaluate_vector_sanity(store: JobStore, model_dimensions: int | None) -> Ass
 def table_checks(
     context: AssetCheckExecutionContext, jobs_database: JobsDatabase, embedding_model: EmbeddingModel
 ):
-    """Coverage and vector sanity over the whole jobs table.
+    """Coverage, deep coverage and vector sanity over the whole jobs table.
 
-    Evaluated by the schedule embedding_checks_schedule (or on demand), never inside a run that
-    is itself embedding chunks: there, mid-backfill, coverage is below 100% by construction, so
+    Evaluated by the schedules embedding_checks_schedule (coverage, every 5 minutes) and
+    embedding_deep_checks_schedule (deep coverage and vector sanity, hourly), or on demand;
+    never inside a run that is itself embedding chunks: there, mid-backfill, coverage is below 100% by construction, so
     those runs skip these checks (the UI shows them as not evaluated) instead of failing them."""
     if job_embeddings.key in (context.run.asset_selection or set()):
-        context.log.info("skipped inside an embedding run; embedding_checks_schedule evaluates them")
+        context.log.info("skipped inside an embedding run; the check schedules evaluate them")
         return
     store = jobs_database.store()
     selected = {key.name for key in context.selected_asset_check_keys}
+    model_id = embedding_model.spec().model_id
     if COVERAGE_CHECK in selected:
-        yield evaluate_coverage(store, embedding_model.spec().model_id)
+        yield evaluate_coverage(store, model_id)
+    if DEEP_COVERAGE_CHECK in selected:
+        yield evaluate_deep_coverage(store, model_id)
     if VECTOR_SANITY_CHECK in selected:
         recorded = store.meta().get("embedding_dimensions")
         yield evaluate_vector_sanity(store, int(recorded) if recorded else None)

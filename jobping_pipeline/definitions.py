@@ -13,7 +13,7 @@ from dagster import (
 )
 
 from jobping_pipeline.assets import CHUNK_CHECK, job_embeddings, jobs_table
-from jobping_pipeline.checks import table_checks
+from jobping_pipeline.checks import COVERAGE_CHECK, DEEP_COVERAGE_CHECK, VECTOR_SANITY_CHECK, table_checks
 from jobping_pipeline.partitions import job_chunks
 from jobping_pipeline.resources import build_resources
 from jobping_pipeline.sensors import build_sensor
@@ -22,6 +22,8 @@ from jobping_pipeline.settings import Settings, load_settings
 EMBED_JOB = "embed_job_chunks"
 CHECKS_JOB = "embedding_checks"
 CHECKS_CRON = "*/5 * * * *"
+DEEP_CHECKS_JOB = "embedding_deep_checks"
+DEEP_CHECKS_CRON = "17 * * * *"
 
 K8S_CONFIG_TAG = "dagster-k8s/config"
 
@@ -51,10 +53,14 @@ def build_embed_job(settings: Settings):
     )
 
 
+def _checks(*names: str) -> AssetSelection:
+    return AssetSelection.checks(*(AssetCheckKey(job_embeddings.key, name) for name in names))
+
+
 embedding_checks = define_asset_job(
     CHECKS_JOB,
-    selection=AssetSelection.checks(table_checks),
-    description="Coverage and vector sanity of job_embeddings over the whole table.",
+    selection=_checks(COVERAGE_CHECK),
+    description="Coverage of job_embeddings as the pipeline's state records it (cheap at any size).",
 )
 
 embedding_checks_schedule = ScheduleDefinition(
@@ -62,7 +68,22 @@ embedding_checks_schedule = ScheduleDefinition(
     job=embedding_checks,
     cron_schedule=CHECKS_CRON,
     default_status=DefaultScheduleStatus.RUNNING,
-    description="Runs the coverage and vector sanity checks every 5 minutes.",
+    description="Runs the coverage check every 5 minutes.",
+)
+
+embedding_deep_checks = define_asset_job(
+    DEEP_CHECKS_JOB,
+    selection=_checks(DEEP_COVERAGE_CHECK, VECTOR_SANITY_CHECK),
+    description="Coverage counted from the jobs table itself (it heals what the triggers never saw) "
+    "and vector sanity: every row and every vector is read.",
+)
+
+embedding_deep_checks_schedule = ScheduleDefinition(
+    name="embedding_deep_checks_schedule",
+    job=embedding_deep_checks,
+    cron_schedule=DEEP_CHECKS_CRON,
+    default_status=DefaultScheduleStatus.RUNNING,
+    description="Runs the deep coverage and vector sanity checks hourly.",
 )
 
 
@@ -72,9 +93,9 @@ def build_definitions(settings: Settings) -> Definitions:
     return Definitions(
         assets=[jobs_table, job_embeddings],
         asset_checks=[table_checks],
-        jobs=[embed_job_chunks, embedding_checks],
+        jobs=[embed_job_chunks, embedding_checks, embedding_deep_checks],
         sensors=[build_sensor(embed_job_chunks, settings.sensor_interval_seconds)],
-        schedules=[embedding_checks_schedule],
+        schedules=[embedding_checks_schedule, embedding_deep_checks_schedule],
         resources=build_resources(settings),
     )
 

@@ -5,9 +5,9 @@ import pytest
 from dagster import AssetCheckSeverity, DagsterEventType
 
 from jobping_pipeline.backfill import run_backfill
-from jobping_pipeline.checks import evaluate_coverage, evaluate_vector_sanity
+from jobping_pipeline.checks import evaluate_coverage, evaluate_deep_coverage, evaluate_vector_sanity
 from jobping_pipeline.store import JobStore
-from jobping_pipeline.definitions import CHECKS_JOB, build_definitions
+from jobping_pipeline.definitions import CHECKS_JOB, DEEP_CHECKS_JOB, build_definitions
 
 from .helpers import backfilled as fully_embedded
 from .helpers import load_demo, make_settings, requested, run_chunks, tick
@@ -20,8 +20,8 @@ def backfilled(database_url, encoder, instance):
     return fully_embedded(database_url, instance, 30, JOBPING_CHUNK_SIZE="20", JOBPING_GRACE_MINUTES="0")
 
 
-def check_evaluations(settings, instance):
-    result = build_definitions(settings).resolve_job_def(CHECKS_JOB).execute_in_process(instance=instance)
+def check_evaluations(settings, instance, job_name=CHECKS_JOB):
+    result = build_definitions(settings).resolve_job_def(job_name).execute_in_process(instance=instance)
     assert result.success
     return {
         event.asset_check_evaluation_data.check_name: event.asset_check_evaluation_data
@@ -32,12 +32,33 @@ def check_evaluations(settings, instance):
 
 def test_checks_pass_at_full_coverage(backfilled, instance):
     evaluations = check_evaluations(backfilled, instance)
-    assert set(evaluations) == {"coverage", "vector_sanity"}
-    coverage = evaluations["coverage"]
-    assert coverage.passed
-    assert coverage.metadata["coverage_percent"].value == 100.0
-    assert coverage.metadata["eligible"].value == coverage.metadata["fresh"].value == 30
-    assert evaluations["vector_sanity"].passed
+    assert set(evaluations) == {"coverage"}
+    deep = check_evaluations(backfilled, instance, DEEP_CHECKS_JOB)
+    assert set(deep) == {"deep_coverage", "vector_sanity"}
+    for coverage in (evaluations["coverage"], deep["deep_coverage"]):
+        assert coverage.passed
+        assert coverage.metadata["coverage_percent"].value == 100.0
+        assert coverage.metadata["eligible"].value == coverage.metadata["fresh"].value == 30
+    assert deep["vector_sanity"].passed
+
+
+def test_the_fast_check_sees_removed_vectors_and_eligibility_through_the_triggers(database_url, encoder, instance):
+    settings = fully_embedded(database_url, instance, 20, JOBPING_ELIGIBLE_COLUMN="is_active")
+    store = JobStore(settings)
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        active = connection.execute("SELECT count(*) FROM jobs WHERE is_active").fetchone()[0]
+        inactive_id = connection.execute("SELECT min(id) FROM jobs WHERE NOT is_active").fetchone()[0]
+        assert evaluate_coverage(store, MODEL_ID).metadata["eligible"].value == active
+        connection.execute("UPDATE jobs SET embedding = NULL WHERE id = %s", (inactive_id,))
+        assert evaluate_coverage(store, MODEL_ID).passed, "an ineligible job does not count"
+        connection.execute("UPDATE jobs SET is_active = true WHERE id = %s", (inactive_id,))
+    result = evaluate_coverage(store, MODEL_ID)
+    assert not result.passed and result.severity == AssetCheckSeverity.ERROR
+    assert (result.metadata["eligible"].value, result.metadata["missing"].value) == (active + 1, 1)
+    assert f"- {inactive_id}: no vector" in result.metadata["problem_jobs"].value
+    assert evaluate_deep_coverage(store, MODEL_ID).metadata["missing"].value == 1
+    run_chunks(settings, instance, tick(settings, instance))
+    assert evaluate_coverage(store, MODEL_ID).passed and evaluate_deep_coverage(store, MODEL_ID).passed
 
 
 def test_coverage_fails_with_ids_and_passes_after_the_next_run(backfilled, instance):
@@ -45,9 +66,12 @@ def test_coverage_fails_with_ids_and_passes_after_the_next_run(backfilled, insta
         new_id = connection.execute(
             "INSERT INTO jobs (title, company) VALUES ('Forklift driver', 'Hafen Logistik') RETURNING id"
         ).fetchone()[0]
+        # Behind the triggers' back: only the deep check can see it.
+        connection.execute("SET session_replication_role = replica")
         connection.execute("UPDATE jobs SET embedding = NULL WHERE id = 7")
     store = JobStore(backfilled)
-    result = evaluate_coverage(store, MODEL_ID)
+    assert evaluate_coverage(store, MODEL_ID).metadata["missing"].value == 1, "only the app's insert"
+    result = evaluate_deep_coverage(store, MODEL_ID)
     assert not result.passed and result.severity == AssetCheckSeverity.ERROR
     assert (result.metadata["missing"].value, result.metadata["fresh"].value) == (2, 29)
     problems = result.metadata["problem_jobs"].value
@@ -57,7 +81,7 @@ def test_coverage_fails_with_ids_and_passes_after_the_next_run(backfilled, insta
     result = tick(backfilled, instance)
     assert requested(result) == ["000001", "000002"] and len(result.run_requests) == 1
     run_chunks(backfilled, instance, result)
-    assert evaluate_coverage(store, MODEL_ID).passed
+    assert evaluate_deep_coverage(store, MODEL_ID).passed
 
 
 def test_jobs_queued_by_setup_are_due_at_once_and_app_inserts_only_warn(database_url, encoder, instance):
@@ -68,25 +92,25 @@ def test_jobs_queued_by_setup_are_due_at_once_and_app_inserts_only_warn(database
     store.register_chunks(scan_table=True)
     with psycopg.connect(database_url, autocommit=True) as connection:
         active = connection.execute("SELECT count(*) FROM jobs WHERE is_active").fetchone()[0]
-    queued = evaluate_coverage(store, MODEL_ID)
+    queued = evaluate_deep_coverage(store, MODEL_ID)
     assert not queued.passed and queued.severity == AssetCheckSeverity.ERROR
     assert (queued.metadata["pending"].value, queued.metadata["missing"].value) == (0, active)
     assert queued.metadata["coverage_percent"].value == 0.0
     assert run_backfill(settings, instance, say=lambda line: None).complete
     with psycopg.connect(database_url, autocommit=True) as connection:
         connection.execute("INSERT INTO jobs (title, company) VALUES ('Roofer', 'Dach GmbH')")
-    young = evaluate_coverage(store, MODEL_ID)
+    young = evaluate_deep_coverage(store, MODEL_ID)
     assert not young.passed and young.severity == AssetCheckSeverity.WARN
     assert (young.metadata["pending"].value, young.metadata["fresh"].value) == (1, active)
     assert young.metadata["coverage_percent"].value < 100
     no_grace = make_settings(database_url, JOBPING_ELIGIBLE_COLUMN="is_active", JOBPING_GRACE_MINUTES="0")
-    late = evaluate_coverage(JobStore(no_grace), MODEL_ID)
+    late = evaluate_deep_coverage(JobStore(no_grace), MODEL_ID)
     assert not late.passed and late.severity == AssetCheckSeverity.ERROR and late.metadata["missing"].value == 1
     assert 0 < active < 20
 
 
 def test_a_model_change_makes_every_job_stale(backfilled):
-    result = evaluate_coverage(JobStore(backfilled), "some-other/model")
+    result = evaluate_deep_coverage(JobStore(backfilled), "some-other/model")
     assert not result.passed
     assert (result.metadata["stale"].value, result.metadata["fresh"].value) == (30, 0)
 

@@ -11,7 +11,7 @@ import pytest
 from dagster import AssetCheckSeverity
 
 from jobping_pipeline.backfill import run_backfill
-from jobping_pipeline.checks import evaluate_coverage
+from jobping_pipeline.checks import evaluate_deep_coverage
 from jobping_pipeline.embedding import EmbeddingFailed, embed_chunk
 from jobping_pipeline.store import JobStore
 
@@ -84,7 +84,7 @@ def test_the_readme_grants_run_the_whole_cycle_under_row_level_security(
         connection.execute("INSERT INTO jobs (title, company) VALUES ('Glazier', 'Glas & Co')")
     result = tick(role_settings, instance)
     run_chunks(role_settings, instance, result)
-    assert evaluate_coverage(JobStore(role_settings), MODEL_ID).passed
+    assert evaluate_deep_coverage(JobStore(role_settings), MODEL_ID).passed
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
         with psycopg.connect(role_url) as restricted:
             restricted.execute("UPDATE jobs SET title = 'x'")
@@ -117,7 +117,7 @@ def test_rows_hidden_from_the_role_are_neither_forgotten_nor_covered(database_ur
     role_store.register_chunks(scan_table=False)
     coverage = role_store.coverage(MODEL_ID)
     assert (coverage.eligible, coverage.hidden, coverage.complete) == (4, 8, False)
-    check = evaluate_coverage(role_store, MODEL_ID)
+    check = evaluate_deep_coverage(role_store, MODEL_ID)
     assert not check.passed and check.severity == AssetCheckSeverity.ERROR
     assert check.metadata["hidden_by_row_security"].value == 8
     with pytest.raises(EmbeddingFailed, match=r"6 jobs \(5, 6, 7, 8, 9, 10\): row-level security on public.jobs hides"):

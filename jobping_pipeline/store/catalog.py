@@ -8,7 +8,9 @@ through ``psycopg.sql.Identifier``; values always travel as parameters.
 
 from __future__ import annotations
 
+import contextlib
 import re
+from typing import Iterator
 from dataclasses import dataclass
 
 import psycopg
@@ -92,6 +94,14 @@ class Names:
     text_columns: tuple[str, ...]
     state_schema: str
     id_type: str  # as format_type() prints it: bigint, integer, uuid, text ...
+    eligible_column: str | None = None
+
+    def eligible(self, alias: str) -> sql.Composable:
+        """Whether the row ``alias`` counts in coverage (JOBPING_ELIGIBLE_COLUMN is true; every
+        row when none is configured), as a boolean that is never NULL."""
+        if self.eligible_column is None:
+            return sql.SQL("true")
+        return sql.SQL("({}.{} IS TRUE)").format(sql.Identifier(alias), sql.Identifier(self.eligible_column))
 
     @property
     def jobs(self) -> sql.Identifier:
@@ -156,6 +166,30 @@ def _vector_dimensions(column: Column) -> int | None:
     return int(match.group(1)) if match else None
 
 
+class _LentConnection:
+    """A session's connection lent to one call: leaving the call's ``with`` block commits its
+    work (or rolls it back after an error), as closing a connection of its own would; the
+    connection stays open for the next call."""
+
+    def __init__(self, connection: psycopg.Connection) -> None:
+        self._connection = connection
+
+    def __enter__(self) -> psycopg.Connection:
+        return self._connection
+
+    def __exit__(self, error_type, error, traceback) -> None:
+        self.close(failed=error_type is not None)
+
+    def close(self, failed: bool = False) -> None:
+        if failed or self._connection.info.transaction_status == psycopg.pq.TransactionStatus.INERROR:
+            self._connection.rollback()
+        else:
+            self._connection.commit()
+
+    def __getattr__(self, name: str):
+        return getattr(self._connection, name)
+
+
 class StoreBase:
     """One configured jobs table: its connection and its checked shape."""
 
@@ -164,6 +198,8 @@ class StoreBase:
         self._url: str | None = None
         self._table: JobsTable | None = None
         self._vector_schema_off_path: str | None = None
+        self._session: psycopg.Connection | None = None
+        self._session_vectors = False
 
     @property
     def url(self) -> str:
@@ -175,8 +211,30 @@ class StoreBase:
     def display_url(self) -> str:
         return redact_url(self.url)
 
+    @contextlib.contextmanager
+    def session(self) -> Iterator[None]:
+        """Within it, every call of this store uses one connection (a sensor tick makes a dozen
+        small calls: a new connection each would cost more than all their queries). Each call's
+        work is still committed when the call returns, as on a connection of its own."""
+        if self._session is not None:
+            yield
+            return
+        connection = self.connect(vectors=False)
+        self._session = connection
+        self._session_vectors = False
+        try:
+            yield
+        finally:
+            self._session = None
+            connection.close()
+
     def connect(self, *, autocommit: bool = False, vectors: bool = True) -> psycopg.Connection:
-        """A new connection; pgvector types registered when the extension exists."""
+        """A new connection (inside :meth:`session`, the session's, lent to one call); pgvector
+        types registered when the extension exists."""
+        if self._session is not None:
+            if vectors and not self._session_vectors:
+                self._session_vectors = self._register_vector(self._session)
+            return _LentConnection(self._session)  # type: ignore[return-value]
         try:
             connection = psycopg.connect(self.url, autocommit=autocommit, connect_timeout=10)
         except psycopg.OperationalError as error:
@@ -188,13 +246,18 @@ class StoreBase:
         if self._vector_schema_off_path:
             connection.execute(APPEND_TO_SEARCH_PATH, (self._vector_schema_off_path,))
         if vectors:
-            try:
-                register_vector(connection)
-            except psycopg.ProgrammingError:
-                pass  # no vector extension yet: only setup runs before it exists
+            self._register_vector(connection)
         if not autocommit:
             connection.commit()  # ends the set-up reads; a rollback would undo the search_path
         return connection
+
+    @staticmethod
+    def _register_vector(connection: psycopg.Connection) -> bool:
+        try:
+            register_vector(connection)
+            return True
+        except psycopg.ProgrammingError:
+            return False  # no vector extension yet: only setup runs before it exists
 
     def _find_vector_extension(self, connection: psycopg.Connection) -> None:
         """Once per store (and until the extension exists): where pgvector lives."""
@@ -280,6 +343,7 @@ class StoreBase:
             text_columns=table.text_columns,
             state_schema=self.settings.state_schema,
             id_type=table.id_type,
+            eligible_column=self.settings.eligible_column,
         )
 
     def check_dimensions(self, dimensions: int, model_id: str | None = None) -> None:

@@ -1,6 +1,8 @@
 """Coverage and health: how many eligible jobs have a fresh vector, which do not and why, and
-whether the stored vectors are sane. Counted from the jobs table itself, joined to the state;
-the states and their meaning are defined in ``jobping_pipeline/store/state.md``."""
+whether the stored vectors are sane. Counted two ways: from the jobs table itself, joined to the
+state (the deep count, which also finds jobs the triggers never saw), and from the state alone
+(the fast count, one scan of narrow rows). The states and their meaning are defined in
+``jobping_pipeline/store/state.md``."""
 
 from __future__ import annotations
 
@@ -87,6 +89,35 @@ def job_status(names: Names, eligible_column: str | None) -> sql.Composed:
     )
 
 
+def state_coverage(names: Names) -> sql.Composed:
+    """The same counts as :func:`coverage`, from the state alone: one scan of the narrow
+    ``job_state`` rows instead of a join with the jobs table. True as long as every change to
+    the jobs table goes through its triggers, which mirror eligibility and vector removal into
+    the state (``embedded_version`` is NULL when the job has no vector); the deep check
+    (:func:`coverage`) proves it from the table itself."""
+    return sql.SQL(
+        "SELECT count(*), count(*) FILTER (WHERE fresh),"
+        " count(*) FILTER (WHERE NOT fresh AND young),"
+        " count(*) FILTER (WHERE NOT fresh AND NOT young AND has_vector),"
+        " count(*) FILTER (WHERE NOT fresh AND NOT young AND NOT has_vector),"
+        " count(*) FILTER (WHERE NOT fresh AND last_error IS NOT NULL), 0 "
+        "FROM (SELECT NOT dirty AND model_id IS NOT DISTINCT FROM %(model_id)s AS fresh,"
+        "  app_change AND changed_at > now() - make_interval(mins => %(grace_minutes)s) AND last_error IS NULL AS young,"
+        "  embedded_version IS NOT NULL AS has_vector, last_error FROM {job_state} WHERE eligible) AS status"
+    ).format(job_state=names.state("job_state"))
+
+
+def state_problem_jobs(names: Names) -> sql.Composed:
+    """:func:`problem_jobs` from the state alone (the not-fresh jobs sit in the partial index
+    ``job_state_dirty``, unless the model changed)."""
+    return sql.SQL(
+        "SELECT job_id::text, embedded_version IS NOT NULL, attempts, last_error FROM {job_state} "
+        "WHERE eligible AND (dirty OR model_id IS DISTINCT FROM %(model_id)s) AND NOT coalesce(app_change"
+        " AND changed_at > now() - make_interval(mins => %(grace_minutes)s) AND last_error IS NULL, false) "
+        "ORDER BY last_error IS NULL, job_id LIMIT %(limit)s"
+    ).format(job_state=names.state("job_state"))
+
+
 def job_states(names: Names, eligible_column: str | None) -> sql.Composed:
     """The state (state.md) of each eligible job among ``%(job_ids)s``."""
     return sql.SQL(
@@ -151,7 +182,8 @@ def requeue_lost_vectors(names: Names) -> sql.Composed:
     """Jobs recorded as embedded whose vector is gone (set to NULL behind the pipeline's back):
     mark them dirty so the sensor embeds them again."""
     return sql.SQL(
-        "UPDATE {job_state} AS s SET text_version = {next_version}, changed_at = now(), app_change = false "
+        "UPDATE {job_state} AS s SET text_version = {next_version}, embedded_version = NULL, model_id = NULL,"
+        " changed_at = now(), app_change = false "
         "FROM {jobs} j WHERE j.{id} = s.job_id AND j.{embedding} IS NULL "
         "AND s.embedded_version = s.text_version"
     ).format(
@@ -179,14 +211,27 @@ class CoverageStore(StoreBase):
                     statement, self._check_parameters(model_id, chunk_keys=list(chunk_keys or []))
                 ).fetchone()
             except psycopg.errors.UndefinedTable:
-                raise ConfigError(
-                    f"the pipeline is not set up in schema {self.settings.state_schema} of {self.display_url}: "
-                    "run `jobping-pipeline setup` (or a backfill)"
-                ) from None
+                raise self._not_set_up() from None
             hidden = 0
             if chunk_keys is None and self.row_security_active(connection):
                 hidden = connection.execute(hidden_jobs(names)).fetchone()[0]
         return Coverage(*row, hidden=hidden)
+
+    def state_coverage(self, model_id: str) -> Coverage:
+        """Freshness of every eligible job as the pipeline's state records it (fast: no join with
+        the jobs table; see :func:`state_coverage` for what it rests on)."""
+        with self.connect(autocommit=True, vectors=False) as connection:
+            try:
+                row = connection.execute(state_coverage(self.names()), self._check_parameters(model_id)).fetchone()
+            except psycopg.errors.UndefinedTable:
+                raise self._not_set_up() from None
+        return Coverage(*row)
+
+    def _not_set_up(self) -> ConfigError:
+        return ConfigError(
+            f"the pipeline is not set up in schema {self.settings.state_schema} of {self.display_url}: "
+            "run `jobping-pipeline setup` (or a backfill)"
+        )
 
     def job_states(self, model_id: str, job_ids: Sequence[Any]) -> dict[Any, str]:
         """The state of each of these jobs (absent: not an eligible row of the jobs table)."""
@@ -203,10 +248,16 @@ class CoverageStore(StoreBase):
         with self.connect(autocommit=True, vectors=False) as connection:
             return connection.execute(enqueue_unregistered_jobs(self.names())).rowcount
 
-    def problem_jobs(self, model_id: str, chunk_keys: Sequence[str] | None = None, limit: int = 50) -> list[ProblemJob]:
+    def problem_jobs(
+        self, model_id: str, chunk_keys: Sequence[str] | None = None, limit: int = 50, *, from_state: bool = False
+    ) -> list[ProblemJob]:
         """Up to ``limit`` eligible jobs without a fresh vector, failed ones first; with
-        ``chunk_keys``, only those chunks and pending jobs included."""
-        statement = problem_jobs(self.names(), self.settings.eligible_column, chunks_only=chunk_keys is not None)
+        ``chunk_keys``, only those chunks and pending jobs included; ``from_state``: as the
+        state records them (see :meth:`state_coverage`)."""
+        if from_state:
+            statement = state_problem_jobs(self.names())
+        else:
+            statement = problem_jobs(self.names(), self.settings.eligible_column, chunks_only=chunk_keys is not None)
         parameters = self._check_parameters(model_id, limit=limit, chunk_keys=list(chunk_keys or []))
         with self.connect(autocommit=True, vectors=False) as connection:
             return [ProblemJob(*row) for row in connection.execute(statement, parameters)]

@@ -50,7 +50,7 @@ def drop_embedding_column(names: Names) -> sql.Composed:
     return sql.SQL("ALTER TABLE {} DROP COLUMN {}").format(names.jobs, names.embedding)
 
 
-STATE_SCHEMA_VERSION = "2"
+STATE_SCHEMA_VERSION = "3"
 
 
 def text_versions(names: Names) -> sql.Composed:
@@ -62,7 +62,7 @@ def text_versions(names: Names) -> sql.Composed:
 
 
 def create_state_schema(names: Names) -> list[sql.Composed]:
-    """Create (or migrate to version 2) the state schema. Every statement is idempotent."""
+    """Create (or migrate to version 3) the state schema. Every statement is idempotent."""
     job_state, chunks = names.state("job_state"), names.state("chunks")
     return [
         sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(names.state_schema)),
@@ -97,6 +97,9 @@ def create_state_schema(names: Names) -> list[sql.Composed]:
         # True only for a change the application made (the trigger): such a job may be pending
         # for the grace period. Jobs queued by setup or made due by a column switch are due at once.
         sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS app_change boolean NOT NULL DEFAULT false").format(job_state),
+        # A mirror of JOBPING_ELIGIBLE_COLUMN kept by the trigger, so coverage can be counted from
+        # the state alone (store/coverage.py, state_coverage).
+        sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS eligible boolean NOT NULL DEFAULT true").format(job_state),
         # Versions from before the sequence must stay below every version it hands out.
         sql.SQL(
             "SELECT setval({seq}, greatest((SELECT last_value FROM {seq_table}),"
@@ -139,23 +142,40 @@ def install_change_capture(names: Names, text_column_types: dict[str, str]) -> l
         sql.SQL("{} IS DISTINCT FROM {}").format(compared(column, "o"), compared(column, "n"))
         for column in names.text_columns
     )
-    bump = sql.SQL("text_version = {next_version}, changed_at = now(), attempts = 0, app_change = true").format(
+    bump = sql.SQL(
+        "text_version = {next_version}, changed_at = now(), attempts = 0, app_change = true, eligible = excluded.eligible"
+    ).format(next_version=text_versions(names))
+    update_bump = sql.SQL("text_version = {next_version}, changed_at = now(), attempts = 0, app_change = true").format(
         next_version=text_versions(names)
     )
+    # The pipeline never writes NULL: a vector removed behind its back makes the job missing and
+    # due at once, so coverage counted from the state alone stays true (store/coverage.py).
+    vector_removed = sql.SQL(
+        "    UPDATE {job_state} AS s SET text_version = {next_version}, embedded_version = NULL, model_id = NULL,\n"
+        "      changed_at = now(), app_change = false\n"
+        "    FROM old_rows o JOIN new_rows n ON n.{id} = o.{id}\n"
+        "    WHERE s.job_id = n.{id} AND o.{embedding} IS NOT NULL AND n.{embedding} IS NULL;\n"
+    ).format(job_state=job_state, next_version=text_versions(names), id=names.id, embedding=names.embedding)
+    eligibility_changed = sql.SQL(
+        "    UPDATE {job_state} AS s SET eligible = {eligible} FROM new_rows n\n"
+        "    WHERE s.job_id = n.{id} AND s.eligible IS DISTINCT FROM {eligible};\n"
+    ).format(job_state=job_state, eligible=names.eligible("n"), id=names.id)
     function = names.state("capture_job_changes")
     body = sql.SQL(
         "CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql "
         "SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $body$\n"
         "BEGIN\n"
         "  IF TG_OP = 'INSERT' THEN\n"
-        "    INSERT INTO {job_state} AS s (job_id, app_change) SELECT n.{id}, true FROM new_rows n\n"
+        "    INSERT INTO {job_state} AS s (job_id, app_change, eligible) SELECT n.{id}, true, {eligible} FROM new_rows n\n"
         "    ON CONFLICT (job_id) DO UPDATE SET {bump};\n"
         "  ELSIF TG_OP = 'UPDATE' THEN\n"
-        "    UPDATE {job_state} AS s SET {bump}\n"
+        "    UPDATE {job_state} AS s SET {update_bump}\n"
         "    FROM old_rows o JOIN new_rows n ON n.{id} = o.{id}\n"
         "    WHERE s.job_id = n.{id} AND ({changed});\n"
-        "    INSERT INTO {job_state} AS s (job_id, app_change)\n"
-        "    SELECT n.{id}, true FROM new_rows n WHERE NOT EXISTS (SELECT 1 FROM old_rows o WHERE o.{id} = n.{id})\n"
+        "{vector_removed}"
+        "{eligibility_changed}"
+        "    INSERT INTO {job_state} AS s (job_id, app_change, eligible)\n"
+        "    SELECT n.{id}, true, {eligible} FROM new_rows n WHERE NOT EXISTS (SELECT 1 FROM old_rows o WHERE o.{id} = n.{id})\n"
         "    ON CONFLICT (job_id) DO UPDATE SET {bump};\n"
         "    DELETE FROM {job_state} AS s USING old_rows o WHERE s.job_id = o.{id}\n"
         "    AND NOT EXISTS (SELECT 1 FROM new_rows n WHERE n.{id} = o.{id});\n"
@@ -165,7 +185,17 @@ def install_change_capture(names: Names, text_column_types: dict[str, str]) -> l
         "  RETURN NULL;\n"
         "END\n"
         "$body$"
-    ).format(function=function, job_state=job_state, id=names.id, changed=changed, bump=bump)
+    ).format(
+        function=function,
+        job_state=job_state,
+        id=names.id,
+        changed=changed,
+        bump=bump,
+        update_bump=update_bump,
+        eligible=names.eligible("n"),
+        vector_removed=vector_removed,
+        eligibility_changed=eligibility_changed if names.eligible_column else sql.SQL(""),
+    )
     statements = [body]
     referencing_by_operation = {
         "INSERT": "NEW TABLE AS new_rows",
@@ -193,10 +223,19 @@ def install_change_capture(names: Names, text_column_types: dict[str, str]) -> l
 def enqueue_unregistered_jobs(names: Names) -> sql.Composed:
     """Jobs that have no state row yet (loaded before setup, or while the trigger was off)."""
     return sql.SQL(
-        "INSERT INTO {job_state} (job_id) SELECT j.{id} FROM {jobs} j "
+        "INSERT INTO {job_state} (job_id, eligible) SELECT j.{id}, {eligible} FROM {jobs} j "
         "WHERE NOT EXISTS (SELECT 1 FROM {job_state} s WHERE s.job_id = j.{id}) "
         "ON CONFLICT (job_id) DO NOTHING"
-    ).format(job_state=names.state("job_state"), id=names.id, jobs=names.jobs)
+    ).format(job_state=names.state("job_state"), id=names.id, jobs=names.jobs, eligible=names.eligible("j"))
+
+
+def mirror_eligibility(names: Names) -> sql.Composed:
+    """After JOBPING_ELIGIBLE_COLUMN changed (or state from before version 3): copy each job's
+    eligibility into its state row, which the trigger keeps from then on."""
+    return sql.SQL(
+        "UPDATE {job_state} AS s SET eligible = {eligible} FROM {jobs} j "
+        "WHERE j.{id} = s.job_id AND s.eligible IS DISTINCT FROM {eligible}"
+    ).format(job_state=names.state("job_state"), eligible=names.eligible("j"), jobs=names.jobs, id=names.id)
 
 
 def mark_every_job_dirty(names: Names) -> sql.Composed:
@@ -250,6 +289,7 @@ class SetupStore(StoreBase):
             "text_columns": ",".join(table.text_columns),
             "embedding_column": settings.embedding_column,
             "embedding_dimensions": str(dimensions),
+            "eligible_column": settings.eligible_column or "",
         }
         in_place = (
             table.embedding_dimensions == dimensions
@@ -271,6 +311,10 @@ class SetupStore(StoreBase):
             changes.append(
                 f"installed change-capture triggers on the jobs table and {settings.state_schema}.match_jobs_by_embedding()"
             )
+        if meta.get("eligible_column") != wanted_meta["eligible_column"]:
+            mirrored = connection.execute(mirror_eligibility(names)).rowcount
+            if mirrored:
+                changes.append(f"eligibility of {mirrored} jobs copied from {settings.eligible_column or 'no column (all eligible)'}")
         reason = self._why_every_job_is_due(meta, wanted_meta, table)
         if reason:
             marked = connection.execute(mark_every_job_dirty(names)).rowcount
