@@ -144,7 +144,13 @@ def _embed_chunks(context, store: JobStore, embedding_model: EmbeddingModel, chu
     batch_size = embedding_model.settings().batch_size
     store.check_dimensions(encoder.dimensions, encoder.model_id)
     reports: list[ChunkReport] = []
+    # A range run (from the sensor: up to 10 dirty chunks, however far apart) skips the chunks
+    # in between that are up to date, with one query instead of a read per chunk.
+    with_work = {key for key, _ in store.chunks_with_pending_work(encoder.model_id)} if len(chunk_keys) > 1 else None
     for chunk_key in chunk_keys:
+        if with_work is not None and chunk_key not in with_work:
+            reports.append(ChunkReport(chunk_key=chunk_key))
+            continue
         try:
             report = embed_chunk_with_retries(store, encoder, chunk_key, batch_size, log=context.log)
         except EmbeddingFailed as error:

@@ -144,13 +144,15 @@ def _read_pending(
     database_started = time.perf_counter()
     model_id = encoder.model_id
     pending = _Pending()
-    rows = store.read_chunk(connection, chunk_key)
-    if not rows and not store.chunk_exists(chunk_key):
+    jobs_in_chunk = store.chunk_job_count(connection, chunk_key)
+    if jobs_in_chunk is None:
         raise UnknownChunk(
             f"chunk {chunk_key!r} is not in the registry; run `jobping-pipeline backfill` "
             "(or let the sensor run) to register chunks"
         )
-    report.jobs = len(rows)
+    rows = store.read_chunk(connection, chunk_key, model_id)
+    report.jobs = jobs_in_chunk
+    report.unchanged = jobs_in_chunk - len(rows)  # up to date: not even read
     unseen: list[Any] = []
     unchanged_ids: list[Any] = []
     unchanged_hashes: list[bytes] = []

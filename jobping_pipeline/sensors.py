@@ -2,8 +2,9 @@
 
 Each tick: make sure setup matches the configuration, put queued new jobs into the newest chunk
 (a new one only when it is full), make sure Dagster knows every chunk's partition key (restoring
-them on a fresh instance), and request partition-range runs of up to 10 chunks for the chunks with
-new or edited jobs, with run keys so the same work is never requested twice, skipping chunks a
+them on a fresh instance), and request runs for the chunks with new or edited jobs: up to 10 such
+chunks a run, as one partition range however far apart they are (the run skips the up-to-date
+chunks in between), with run keys so the same work is never requested twice, skipping chunks a
 queued or running run already covers and backing off on chunks whose runs keep failing. The model
 is never loaded by a tick, and every query is served by an index on the pipeline's own tables:
 no scan of the jobs table.
@@ -111,6 +112,11 @@ def plan_tick(
 ) -> TickPlan:
     """Decide a tick. ``in_flight`` maps the registry's chunk keys to those already being worked
     on; ``model`` is loaded only when setup has never run (to size the column)."""
+    with store.session():
+        return _plan_tick(store, known_partitions, in_flight, model)
+
+
+def _plan_tick(store, known_partitions, in_flight, model) -> TickPlan:
     plan = TickPlan()
     meta = store.meta()
     configured_columns = ",".join(store.inspect(refresh=True).text_columns)
@@ -135,23 +141,18 @@ def plan_tick(
             plan.chunks_backing_off.append(chunk.chunk_key)
         else:
             plan.chunks_to_run.append(chunk)
-    runs = group_into_runs(plan.chunks_to_run, all_keys)
+    runs = group_into_runs(plan.chunks_to_run)
     plan.runs = runs[:MAX_RUNS_PER_TICK]
     plan.chunks_left_for_later = sum(len(run) for run in runs[MAX_RUNS_PER_TICK:])
     return plan
 
 
-def group_into_runs(chunks: list[DirtyChunk], all_keys: list[str]) -> list[list[DirtyChunk]]:
-    """Dirty chunks, in chunk order, as runs of one partition range each that spans at most
-    CHUNKS_PER_BACKFILL_RUN partitions: the model is loaded once per run, as in UI backfills."""
-    position = {key: index for index, key in enumerate(all_keys)}
-    runs: list[list[DirtyChunk]] = []
-    for chunk in chunks:
-        if runs and position[chunk.chunk_key] - position[runs[-1][0].chunk_key] < CHUNKS_PER_BACKFILL_RUN:
-            runs[-1].append(chunk)
-        else:
-            runs.append([chunk])
-    return runs
+def group_into_runs(chunks: list[DirtyChunk]) -> list[list[DirtyChunk]]:
+    """Dirty chunks, in chunk order, as runs of up to CHUNKS_PER_BACKFILL_RUN of them: one
+    partition range each, from its first to its last chunk, so ``n`` dirty chunks take
+    ceil(n / 10) runs however far apart they are, and the model is loaded once per run. The
+    chunks in between are up to date: the run skips them with one query."""
+    return [chunks[start : start + CHUNKS_PER_BACKFILL_RUN] for start in range(0, len(chunks), CHUNKS_PER_BACKFILL_RUN)]
 
 
 def run_request(run: list[DirtyChunk]) -> RunRequest:

@@ -74,27 +74,16 @@ def all_chunk_keys(names: Names) -> sql.Composed:
     return sql.SQL("SELECT chunk_key FROM {} ORDER BY chunk_no").format(names.state("chunks"))
 
 
-def chunk_exists(names: Names) -> sql.Composed:
-    return sql.SQL("SELECT 1 FROM {} WHERE chunk_key = %s").format(names.state("chunks"))
-
-
 def chunks_with_pending_work(names: Names) -> sql.Composed:
-    """Chunks holding a job that is not embedded from its current text by model ``%(model_id)s``
-    (joins the jobs table, so an embedding removed behind the pipeline's back counts too)."""
+    """Chunks holding a job that is not embedded from its current text by model ``%(model_id)s``,
+    from the state (the triggers mirror a vector removed by the application; one removed behind
+    their back is requeued by a backfill's setup and by the deep coverage check)."""
     return sql.SQL(
         "SELECT c.chunk_key, count(*) FROM {job_state} s "
         "JOIN {chunks} c ON c.chunk_no = s.chunk_no "
-        "JOIN {jobs} j ON j.{id} = s.job_id "
-        "WHERE s.dirty "
-        "   OR s.model_id IS DISTINCT FROM %(model_id)s OR j.{embedding} IS NULL "
+        "WHERE s.dirty OR s.model_id IS DISTINCT FROM %(model_id)s "
         "GROUP BY c.chunk_no, c.chunk_key ORDER BY c.chunk_no"
-    ).format(
-        job_state=names.state("job_state"),
-        chunks=names.state("chunks"),
-        jobs=names.jobs,
-        id=names.id,
-        embedding=names.embedding,
-    )
+    ).format(job_state=names.state("job_state"), chunks=names.state("chunks"))
 
 
 def dirty_chunks(names: Names) -> sql.Composed:
@@ -180,10 +169,6 @@ class ChunkStore(StoreBase):
     def chunk_keys(self) -> list[str]:
         with self.connect(autocommit=True, vectors=False) as connection:
             return [key for (key,) in connection.execute(all_chunk_keys(self.names()))]
-
-    def chunk_exists(self, chunk_key: str) -> bool:
-        with self.connect(autocommit=True, vectors=False) as connection:
-            return connection.execute(chunk_exists(self.names()), (chunk_key,)).fetchone() is not None
 
     def chunks_with_pending_work(self, model_id: str) -> list[tuple[str, int]]:
         with self.connect(autocommit=True, vectors=False) as connection:

@@ -38,14 +38,16 @@ class ChunkRow:
 
 
 def read_chunk(names: Names) -> sql.Composed:
-    """State and text of every job of chunk ``%(chunk_key)s``; the job columns are NULL for a
-    job deleted since it was registered."""
+    """State and text of every job of chunk ``%(chunk_key)s`` that is not up to date with
+    ``%(model_id)s`` (dirty, or embedded by another model): a run on a big chunk with one new job
+    reads one row. The job columns are NULL for a job deleted since it was registered."""
     return sql.SQL(
         "SELECT s.job_id, s.text_version, s.text_hash, s.model_id, s.embedded_version, s.attempts,"
         " j.{id} IS NOT NULL AS job_exists, j.{embedding} IS NOT NULL AS has_embedding, {columns} "
         "FROM {job_state} s JOIN {chunks} c ON c.chunk_no = s.chunk_no "
         "LEFT JOIN {jobs} j ON j.{id} = s.job_id "
-        "WHERE c.chunk_key = %(chunk_key)s ORDER BY s.job_id"
+        "WHERE c.chunk_key = %(chunk_key)s AND (s.dirty OR s.model_id IS DISTINCT FROM %(model_id)s) "
+        "ORDER BY s.job_id"
     ).format(
         id=names.id,
         embedding=names.embedding,
@@ -54,6 +56,14 @@ def read_chunk(names: Names) -> sql.Composed:
         chunks=names.state("chunks"),
         jobs=names.jobs,
     )
+
+
+def chunk_job_count(names: Names) -> sql.Composed:
+    """Jobs of chunk ``%(chunk_key)s`` (NULL when there is no such chunk)."""
+    return sql.SQL(
+        "SELECT (SELECT count(*) FROM {job_state} s WHERE s.chunk_no = c.chunk_no) FROM {chunks} c "
+        "WHERE c.chunk_key = %(chunk_key)s"
+    ).format(job_state=names.state("job_state"), chunks=names.state("chunks"))
 
 
 def write_embeddings(names: Names) -> sql.Composed:
@@ -97,8 +107,13 @@ class WriteStore(StoreBase):
     _replica_role_warned = False
     _skip_table_triggers = False
 
-    def read_chunk(self, connection: psycopg.Connection, chunk_key: str) -> list[ChunkRow]:
-        rows = connection.execute(read_chunk(self.names()), {"chunk_key": chunk_key}).fetchall()
+    def chunk_job_count(self, connection: psycopg.Connection, chunk_key: str) -> int | None:
+        row = connection.execute(chunk_job_count(self.names()), {"chunk_key": chunk_key}).fetchone()
+        return None if row is None else row[0]
+
+    def read_chunk(self, connection: psycopg.Connection, chunk_key: str, model_id: str) -> list[ChunkRow]:
+        """The jobs of the chunk that are not up to date with ``model_id``."""
+        rows = connection.execute(read_chunk(self.names()), {"chunk_key": chunk_key, "model_id": model_id}).fetchall()
         return [
             ChunkRow(
                 job_id=row[0],
