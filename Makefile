@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt torch
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test]'
-	$(BIN)/python -c "import jobping_pipeline.definitions, dagster_postgres, torch, sentence_transformers"
+	$(BIN)/python -c "import jobping_pipeline.definitions, dagster_postgres, torch, sentence_transformers, onnxruntime, openvino"
 	touch $@
 
 demo: install
@@ -45,7 +45,7 @@ ui: install
 # Figures, not assertions: (a) bare model, (b) pipeline, (c) old system side by side, compute
 # paths with recall@10, writes with an HNSW index.
 bench: install
-	$(BIN)/python benchmarks/throughput.py --jobs 2000 --quality --hnsw --index-rows 3000
+	$(BIN)/python benchmarks/throughput.py --jobs 3600 --quality --hnsw --index-rows 3000
 
 # Everything that is not the model on 1,000,000 jobs, and peak RSS of runs by chunk size.
 bench-scale: install

@@ -11,6 +11,9 @@ set or not. ``JOBPING_PROVIDER=openai`` calls an OpenAI-compatible embeddings AP
 from __future__ import annotations
 
 import contextlib
+import json
+import platform
+import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +21,7 @@ from typing import Sequence, Union
 
 import numpy as np
 
+from jobping_pipeline.model_runtime import ConvertedModel
 from jobping_pipeline.openai_encoder import ApiSpec, OpenAIEncoder
 from jobping_pipeline.settings import BUNDLED_MODEL, OPENAI_PROVIDER, PRECISIONS, ConfigError, Settings
 
@@ -30,13 +34,20 @@ class ModelSpec:
     device: str = "auto"
     max_seq_length: int | None = None
     precision: str = "auto"
+    backend: str = "auto"
+    quantization: str = "none"
+    model_cache: str | None = None
 
     @property
     def model_id(self) -> str:
-        """Recorded per job: two vectors are comparable when their model ids are equal."""
-        if self.max_seq_length is None:
-            return self.name
-        return f"{self.name}@{self.max_seq_length}"
+        """Recorded per job: two vectors are comparable when their model ids are equal. Paths
+        whose vectors stay within cosine 0.9999 of the model's own fp32 ones (bf16 autocast,
+        ONNX Runtime and OpenVINO in fp32 or bf16) share the model's id; a quantized model
+        computes other vectors, so its id names the quantization and the runtime."""
+        model_id = self.name if self.max_seq_length is None else f"{self.name}@{self.max_seq_length}"
+        if self.quantization != "none":
+            model_id += f"+{self.quantization}-{self.backend}"
+        return model_id
 
 
 EncoderSpec = Union[ModelSpec, ApiSpec]
@@ -57,11 +68,17 @@ def spec_from_settings(settings: Settings) -> EncoderSpec:
         device=settings.device,
         max_seq_length=settings.max_seq_length,
         precision=settings.precision,
+        backend=settings.backend,
+        quantization=settings.quantization,
+        model_cache=str(settings.model_cache) if settings.model_cache else None,
     )
 
 
 class Encoder:
-    """A loaded model with the few things the pipeline asks of it."""
+    """A loaded model with the few things the pipeline asks of it: sentence-transformers on
+    torch (``backend`` torch), or a converted model (:class:`ConvertedEncoder`)."""
+
+    backend = "torch"
 
     def __init__(self, spec: ModelSpec, model) -> None:
         self.spec = spec
@@ -78,12 +95,9 @@ class Encoder:
     def encode(self, texts: Sequence[str], batch_size: int) -> np.ndarray:
         """Unit-length float32 vectors, one row per text, in input order."""
         self.calls += 1
-        # A 5 MB description would be tokenized whole before truncation; no token spans more than
-        # 100 characters, so cutting at 100 x max_seq_length characters changes no vector.
-        limit = 100 * int(self.model.max_seq_length or 512)
         with self._compute_context():
             vectors = self.model.encode(
-                [text[:limit] for text in texts],
+                cut_for_tokenizer(texts, self.model.max_seq_length),
                 batch_size=batch_size,
                 convert_to_numpy=True,
                 show_progress_bar=False,
@@ -100,6 +114,31 @@ class Encoder:
 
         dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
         return torch.autocast(device_type=self.device.split(":")[0], dtype=dtype)
+
+
+def cut_for_tokenizer(texts: Sequence[str], max_seq_length: int | None) -> list[str]:
+    """A 5 MB description would be tokenized whole before truncation; no token spans more than
+    100 characters, so cutting at 100 x max_seq_length characters changes no vector."""
+    limit = 100 * int(max_seq_length or 512)
+    return [text[:limit] for text in texts]
+
+
+class ConvertedEncoder(Encoder):
+    """A model converted for ONNX Runtime or OpenVINO (``model_runtime.py``): the same vectors
+    as sentence-transformers (within cosine 0.9999 unless quantized), no torch in the process."""
+
+    def __init__(self, spec: ModelSpec, model: ConvertedModel, backend: str, precision: str) -> None:
+        self.spec = spec
+        self.model = model
+        self.backend = backend
+        self.dimensions = model.dimensions
+        self.device = "cpu"
+        self.precision = precision if spec.quantization == "none" else spec.quantization
+        self.calls = 0
+
+    def encode(self, texts: Sequence[str], batch_size: int) -> np.ndarray:
+        self.calls += 1
+        return self.model.encode(cut_for_tokenizer(texts, self.model.max_seq_length), batch_size=batch_size)
 
 
 AnyEncoder = Union[Encoder, OpenAIEncoder]
@@ -174,6 +213,98 @@ def _quiet_loading():
             transformers_logging.enable_progress_bar()
 
 
+def gpu_may_be_present() -> bool:
+    """Without importing torch: an NVIDIA driver, or macOS (mps)."""
+    nvidia = Path("/proc/driver/nvidia/gpus")
+    return (nvidia.is_dir() and any(nvidia.iterdir())) or Path("/dev/nvidia0").exists() or platform.system() == "Darwin"
+
+
+def resolve_backend(backend: str, device: str) -> str:
+    """``auto``: torch where a GPU may be (torch then picks the device), openvino on CPUs with
+    native bf16 (it runs bf16 there: about 3x torch's bf16 autocast, measured in the README),
+    onnx on other CPUs (the same vectors as torch fp32, at its speed, and a start without
+    importing torch)."""
+    if backend != "auto":
+        return backend
+    if device != "cpu" and (device != "auto" or gpu_may_be_present()):
+        return "torch"
+    return "openvino" if cpu_has_bf16() else "onnx"
+
+
+def _convertible(spec: ModelSpec) -> bool:
+    """An explicit onnx or openvino backend is always tried (and fails by name); ``auto`` runs a
+    model the converted runtime cannot reproduce (a Dense layer, CLS pooling ...) with torch."""
+    if spec.backend != "auto":
+        return True
+    from jobping_pipeline.model_export import why_not_convertible
+
+    try:
+        return why_not_convertible(_model_folder(spec.name)) is None
+    except Exception:  # noqa: BLE001 - not found offline: the torch load says so by name
+        return False
+
+
+def _model_folder(name: str) -> Path:
+    if name == BUNDLED_MODEL:
+        return bundled_model_path()
+    if Path(name).expanduser().is_dir():
+        return Path(name).expanduser()
+    from huggingface_hub import snapshot_download
+
+    return Path(snapshot_download(name, local_files_only=True))
+
+
+def _converted_precision(spec: ModelSpec, backend: str) -> str:
+    precision = resolve_precision(spec.precision, "cpu")
+    if backend == "onnx" and precision != "fp32":
+        if spec.precision != "auto":
+            raise ConfigError(
+                f"JOBPING_PRECISION={spec.precision} is not available with JOBPING_BACKEND=onnx (fp32 only); "
+                "use JOBPING_BACKEND=openvino or torch"
+            )
+        return "fp32"
+    return precision
+
+
+def _load_converted(spec: ModelSpec, backend: str) -> ConvertedEncoder:
+    from jobping_pipeline.model_export import converted_model
+
+    precision = _converted_precision(spec, backend)
+    cache = Path(spec.model_cache) if spec.model_cache else Path.home() / ".cache" / "jobping-pipeline" / "models"
+    try:
+        folder = _model_folder(spec.name)
+    except Exception as error:  # noqa: BLE001 - one clear message, as for torch
+        raise _not_offline(spec, error) from error
+    try:
+        max_seq_length = spec.max_seq_length or _configured_max_seq_length(folder)
+        converted = converted_model(
+            folder, cache, max_seq_length, backend, spec.quantization, log=lambda line: print(line, file=sys.stderr)
+        )
+        model = ConvertedModel(converted, backend, precision=precision)
+    except ConfigError:
+        raise
+    except Exception as error:  # noqa: BLE001 - any conversion or load failure becomes one clear message
+        raise ConfigError(
+            f"JOBPING_MODEL={spec.name!r} could not be converted for JOBPING_BACKEND={backend} "
+            f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}); "
+            "JOBPING_BACKEND=torch runs it with sentence-transformers"
+        ) from error
+    return ConvertedEncoder(spec, model, backend, precision)
+
+
+def _configured_max_seq_length(folder: Path) -> int:
+    config = folder / "sentence_bert_config.json"
+    return int(json.loads(config.read_text()).get("max_seq_length", 512)) if config.exists() else 512
+
+
+def _not_offline(spec: ModelSpec, error: Exception) -> ConfigError:
+    return ConfigError(
+        f"JOBPING_MODEL={spec.name!r} could not be loaded offline ({type(error).__name__}: "
+        f"{str(error).splitlines()[0] if str(error) else ''}). Use a local folder or a model "
+        "already in the Hugging Face cache, or unset JOBPING_MODEL for the bundled all-MiniLM-L6-v2."
+    )
+
+
 def _load(spec: ModelSpec):
     from sentence_transformers import SentenceTransformer
 
@@ -186,11 +317,7 @@ def _load(spec: ModelSpec):
         with _quiet_loading():
             model = SentenceTransformer(source, device=device, local_files_only=True)
     except Exception as error:  # noqa: BLE001 - any load failure becomes one clear message
-        raise ConfigError(
-            f"JOBPING_MODEL={spec.name!r} could not be loaded offline ({type(error).__name__}: "
-            f"{str(error).splitlines()[0] if str(error) else ''}). Use a local folder or a model "
-            "already in the Hugging Face cache, or unset JOBPING_MODEL for the bundled all-MiniLM-L6-v2."
-        ) from error
+        raise _not_offline(spec, error) from error
     if spec.max_seq_length is not None:
         model.max_seq_length = spec.max_seq_length
     return model
@@ -202,7 +329,12 @@ def load_encoder(spec: EncoderSpec) -> AnyEncoder:
     with _load_lock:
         encoder = _loaded.get(spec)
         if encoder is None:
-            encoder = OpenAIEncoder(spec) if isinstance(spec, ApiSpec) else Encoder(spec, _load(spec))
+            if isinstance(spec, ApiSpec):
+                encoder = OpenAIEncoder(spec)
+            elif (backend := resolve_backend(spec.backend, spec.device)) != "torch" and _convertible(spec):
+                encoder = _load_converted(spec, backend)
+            else:
+                encoder = Encoder(spec, _load(spec))
             _loaded[spec] = encoder
         return encoder
 

@@ -67,6 +67,9 @@ class EmbeddingModel(_FromSettings):
     device: Optional[str] = None
     max_seq_length: Optional[str] = None
     precision: Optional[str] = None
+    backend: Optional[str] = None
+    quantization: Optional[str] = None
+    model_cache: Optional[str] = None
 
     def spec(self) -> EncoderSpec:
         """What to load or call; its ``model_id`` needs no model and no request."""

@@ -30,6 +30,8 @@ from jobping_pipeline.variables import (  # noqa: F401 - re-exported: the settin
     OPENAI_DEFAULT_MODEL,
     OPENAI_PROVIDER,
     PRECISIONS,
+    BACKENDS,
+    QUANTIZATIONS,
     PROVIDERS,
     SETTINGS,
     Setting,
@@ -75,6 +77,9 @@ class Settings:
     device: str = "auto"
     max_seq_length: int | None = None
     precision: str = "auto"
+    backend: str = "auto"
+    quantization: str = "none"
+    model_cache: Path | None = None
     k8s_gpus: int = 0
     state_schema: str = "jobping_pipeline"
     eligible_column: str | None = None
@@ -233,6 +238,16 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if precision not in PRECISIONS:
         raise ConfigError(f"JOBPING_PRECISION={precision!r} must be one of {', '.join(PRECISIONS)}")
 
+    backend = _choice(get("JOBPING_BACKEND") or "auto", "JOBPING_BACKEND", BACKENDS)
+    quantization = _choice(get("JOBPING_QUANTIZATION") or "none", "JOBPING_QUANTIZATION", QUANTIZATIONS)
+    if quantization == "int8" and backend != "onnx":
+        raise ConfigError(
+            "JOBPING_QUANTIZATION=int8 needs JOBPING_BACKEND=onnx (ONNX Runtime's dynamic int8); "
+            "openvino runs bf16 on CPUs that have it, which measured as fast here (README)"
+        )
+    if backend in ("onnx", "openvino") and (device.startswith("cuda") or device == "mps"):
+        raise ConfigError(f"JOBPING_BACKEND={backend} runs on the CPU; JOBPING_DEVICE={device} needs JOBPING_BACKEND=torch")
+    model_cache = get("JOBPING_MODEL_CACHE")
     provider = _provider(get("JOBPING_PROVIDER"))
     dimensions = _positive_int(env, "JOBPING_DIMENSIONS", None)
     max_seq_length = _positive_int(env, "JOBPING_MAX_SEQ_LENGTH", None)
@@ -259,6 +274,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         device=device,
         max_seq_length=max_seq_length,
         precision=precision,
+        backend=backend,
+        quantization=quantization,
+        model_cache=Path(model_cache).expanduser().resolve() if model_cache else None,
         k8s_gpus=_whole_number(env, "JOBPING_K8S_GPUS", defaults["JOBPING_K8S_GPUS"]),
         state_schema=state_schema,
         eligible_column=(
@@ -275,6 +293,13 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         raw={setting.name: env[setting.name] for setting in SETTINGS if env.get(setting.name, "").strip()},
         from_environment=from_environment,
     )
+
+
+def _choice(value: str, name: str, choices: tuple[str, ...]) -> str:
+    value = value.strip().lower()
+    if value not in choices:
+        raise ConfigError(f"{name}={value!r} must be one of {', '.join(choices)}")
+    return value
 
 
 def redact_url(url: str) -> str:

@@ -14,6 +14,8 @@ OPENAI_PROVIDER = "openai"
 PROVIDERS = (LOCAL_PROVIDER, OPENAI_PROVIDER)
 OPENAI_DEFAULT_MODEL = "text-embedding-3-small"
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+BACKENDS = ("auto", "torch", "onnx", "openvino")
+QUANTIZATIONS = ("none", "int8")
 
 
 JOBS_DATABASE = "jobs_database"
@@ -144,6 +146,28 @@ SETTINGS: tuple[Setting, ...] = (
         "auto",
         "How the model computes: auto (bf16 autocast where the CPU or GPU runs bf16 natively, "
         "else fp32), fp32, bf16, fp16. See README for measured speed and recall.",
+        home=EMBEDDING_MODEL,
+    ),
+    Setting(
+        "JOBPING_BACKEND",
+        "auto",
+        "What runs a local model: torch (sentence-transformers), onnx (ONNX Runtime) or openvino, "
+        "the last two from a conversion made once and cached (JOBPING_MODEL_CACHE), with no torch "
+        "in the process. auto: torch on a GPU, openvino on CPUs with native bf16 (AVX-512 BF16, "
+        "AMX), onnx on other CPUs. README has the measured speed and recall.",
+        home=EMBEDDING_MODEL,
+    ),
+    Setting(
+        "JOBPING_QUANTIZATION",
+        "none",
+        "int8: ONNX Runtime's dynamic int8 model (with JOBPING_BACKEND=onnx). Faster on CPUs with "
+        "VNNI, but lossy (see README): recorded in the model id, so a switch marks every job stale.",
+        home=EMBEDDING_MODEL,
+    ),
+    Setting(
+        "JOBPING_MODEL_CACHE",
+        None,
+        "Folder for converted models (onnx, openvino). Unset: ~/.cache/jobping-pipeline/models.",
         home=EMBEDDING_MODEL,
     ),
     Setting(

@@ -1,0 +1,107 @@
+"""JOBPING_BACKEND and JOBPING_QUANTIZATION: converted models give the model's own vectors (or,
+quantized, a model id of their own), start without torch, are converted once and cached, and bad
+combinations are refused by name."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from jobping_pipeline import encoder as encoder_module
+from jobping_pipeline import model_export
+from jobping_pipeline.demo import generate_jobs
+from jobping_pipeline.encoder import ModelSpec, bundled_model_path, load_encoder, resolve_backend
+from jobping_pipeline.settings import ConfigError, load_settings
+from jobping_pipeline.texts import build_text
+
+TEXTS = [build_text((job.title, job.company, job.location, job.categories, job.description)) for job in generate_jobs(24, seed=4)]
+
+
+@pytest.fixture(scope="module")
+def torch_fp32_vectors():
+    return load_encoder(ModelSpec(backend="torch", precision="fp32")).encode(TEXTS, batch_size=8)
+
+
+@pytest.mark.parametrize(
+    ("backend", "quantization", "min_cosine", "model_id"),
+    [
+        ("onnx", "none", 0.9999, "sentence-transformers/all-MiniLM-L6-v2"),
+        ("openvino", "none", 0.9999, "sentence-transformers/all-MiniLM-L6-v2"),
+        ("onnx", "int8", 0.98, "sentence-transformers/all-MiniLM-L6-v2+int8-onnx"),
+    ],
+)
+def test_converted_models_compute_the_models_vectors(torch_fp32_vectors, backend, quantization, min_cosine, model_id):
+    encoder = load_encoder(ModelSpec(backend=backend, quantization=quantization))
+    vectors = encoder.encode(TEXTS, batch_size=8)
+    assert vectors.dtype == np.float32 and vectors.shape == (len(TEXTS), 384)
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    cosines = (vectors * torch_fp32_vectors).sum(axis=1)
+    assert cosines.min() > min_cosine, cosines.min()
+    assert encoder.model_id == model_id and encoder.backend == backend and encoder.device == "cpu"
+    if quantization == "none":
+        assert cosines.min() > 0.9999
+
+
+START_WITHOUT_TORCH = """
+import sys
+from jobping_pipeline.encoder import ModelSpec, load_encoder
+encoder = load_encoder(ModelSpec(backend=sys.argv[1]))
+encoder.encode(["Graduate data analyst in Berlin"], batch_size=1)
+print(encoder.backend, sorted(name for name in ("torch", "transformers", "sentence_transformers", "sklearn") if name in sys.modules))
+"""
+
+
+@pytest.mark.parametrize("backend", ["onnx", "openvino"])
+def test_a_converted_model_starts_without_torch(backend):
+    load_encoder(ModelSpec(backend=backend))  # converted (once) in this process, cached on disk
+    result = subprocess.run(
+        [sys.executable, "-c", START_WITHOUT_TORCH, backend], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split() == [backend, "[]"]
+
+
+def test_conversions_are_cached_by_model_backend_and_cpu(tmp_path, monkeypatch):
+    messages = []
+    folder = model_export.converted_model(bundled_model_path(), tmp_path, 256, "openvino", "none", log=messages.append)
+    again = model_export.converted_model(bundled_model_path(), tmp_path, 256, "openvino", "none", log=messages.append)
+    assert again == folder and len(messages) == 1, "the second call reuses the conversion"
+    assert sorted(path.name for path in tmp_path.iterdir()) == [folder.name], "no scratch folder is left"
+    monkeypatch.setattr(model_export, "cpu_flags", lambda: ("avx2",))
+    other_cpu = model_export.conversion_key(bundled_model_path(), 256, "onnx", "int8")
+    monkeypatch.setattr(model_export, "cpu_flags", lambda: ("avx2", "avx512_vnni"))
+    assert model_export.conversion_key(bundled_model_path(), 256, "onnx", "int8") != other_cpu
+    assert model_export.conversion_key(bundled_model_path(), 128, "openvino", "none") != folder.name
+
+
+def test_auto_picks_openvino_with_native_bf16_onnx_on_other_cpus_and_torch_for_gpus(monkeypatch):
+    monkeypatch.setattr(encoder_module, "gpu_may_be_present", lambda: False)
+    monkeypatch.setattr(encoder_module, "cpu_has_bf16", lambda: True)
+    assert resolve_backend("auto", "auto") == "openvino"
+    monkeypatch.setattr(encoder_module, "cpu_has_bf16", lambda: False)
+    assert resolve_backend("auto", "cpu") == "onnx"
+    assert resolve_backend("auto", "cuda:1") == "torch"
+    assert resolve_backend("torch", "cpu") == "torch"
+    monkeypatch.setattr(encoder_module, "gpu_may_be_present", lambda: True)
+    assert resolve_backend("auto", "auto") == "torch"
+    assert resolve_backend("auto", "cpu") == "onnx"
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"JOBPING_BACKEND": "tensorrt"}, "JOBPING_BACKEND='tensorrt' must be one of auto, torch, onnx, openvino"),
+        ({"JOBPING_QUANTIZATION": "int4"}, "JOBPING_QUANTIZATION='int4' must be one of none, int8"),
+        ({"JOBPING_QUANTIZATION": "int8"}, "JOBPING_QUANTIZATION=int8 needs JOBPING_BACKEND=onnx"),
+        ({"JOBPING_BACKEND": "onnx", "JOBPING_DEVICE": "cuda"}, "JOBPING_BACKEND=onnx runs on the CPU"),
+    ],
+)
+def test_bad_backend_settings_are_refused_by_name(env, message):
+    with pytest.raises(ConfigError, match=message):
+        load_settings(env)
+
+
+def test_onnx_runs_fp32_only():
+    with pytest.raises(ConfigError, match="JOBPING_PRECISION=bf16 is not available with JOBPING_BACKEND=onnx"):
+        load_encoder(ModelSpec(backend="onnx", precision="bf16"))
