@@ -36,7 +36,7 @@ class ConvertedModel:
         self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
         self.tokenizer.enable_truncation(max_length=self.max_seq_length)
         self.tokenizer.enable_padding(pad_id=int(config.get("pad_id", 0)), pad_token=config.get("pad_token", "[PAD]"))
-        threads = threads or len(os.sched_getaffinity(0))
+        threads = threads or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
         if backend == "onnx":
             self._infer, self.input_names = _onnxruntime_session(folder / ONNX_FILE, threads)
         elif backend == "openvino":
