@@ -126,3 +126,25 @@ def test_vector_sanity_catches_vectors_that_are_not_unit_length_and_dimension_dr
         connection.execute("UPDATE jobs SET embedding = NULL WHERE id = 12")
     assert evaluate_vector_sanity(store, 384).passed
     assert not evaluate_vector_sanity(store, 768).passed
+
+
+def test_a_changed_eligible_column_never_lets_the_fast_check_pass_early(database_url, encoder, instance):
+    settings = fully_embedded(database_url, instance, 20, JOBPING_ELIGIBLE_COLUMN="is_active")
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        inactive_id = connection.execute("SELECT min(id) FROM jobs WHERE NOT is_active").fetchone()[0]
+        connection.execute("SET session_replication_role = replica")  # no trigger: the state stays fresh
+        connection.execute("UPDATE jobs SET embedding = NULL WHERE id = %s", (inactive_id,))
+    assert evaluate_coverage(JobStore(settings), MODEL_ID).passed, "ineligible: it does not count"
+    every_job = make_settings(database_url)  # JOBPING_ELIGIBLE_COLUMN unset: every job counts
+    store = JobStore(every_job)
+    assert store.state_coverage(MODEL_ID) == store.coverage(MODEL_ID), "counted from the table until setup"
+    assert not evaluate_deep_coverage(store, MODEL_ID).passed
+    tick(every_job, instance)  # the sensor's setup mirrors eligibility: every job is eligible again
+    assert store.meta()["eligible_column"] == ""
+    with psycopg.connect(database_url) as connection:
+        mirrored = connection.execute(
+            "SELECT eligible FROM jobping_pipeline.job_state WHERE job_id = %s", (inactive_id,)
+        ).fetchone()[0]
+    assert mirrored is True
+    result = evaluate_coverage(store, MODEL_ID)
+    assert not result.passed and result.metadata["missing"].value == 1

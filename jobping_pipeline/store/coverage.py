@@ -219,18 +219,22 @@ class CoverageStore(StoreBase):
 
     def state_coverage(self, model_id: str) -> Coverage:
         """Freshness of every eligible job as the pipeline's state records it (fast: no join with
-        the jobs table; see :func:`state_coverage` for what it rests on)."""
+        the jobs table; see :func:`state_coverage` for what it rests on). Until setup has mirrored
+        a changed JOBPING_ELIGIBLE_COLUMN into the state, counted from the table instead."""
+        if self.meta().get("eligible_column", "") != (self.settings.eligible_column or ""):
+            return self.coverage(model_id)
         with self.connect(autocommit=True, vectors=False) as connection:
             try:
                 row = connection.execute(state_coverage(self.names()), self._check_parameters(model_id)).fetchone()
-            except psycopg.errors.UndefinedTable:
+            except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn):
+                # No state schema, or one from before version 3 (no eligibility mirror yet).
                 raise self._not_set_up() from None
         return Coverage(*row)
 
     def _not_set_up(self) -> ConfigError:
         return ConfigError(
-            f"the pipeline is not set up in schema {self.settings.state_schema} of {self.display_url}: "
-            "run `jobping-pipeline setup` (or a backfill)"
+            f"the pipeline is not set up (or not since an upgrade) in schema {self.settings.state_schema} of "
+            f"{self.display_url}: run `jobping-pipeline setup` (or a backfill)"
         )
 
     def job_states(self, model_id: str, job_ids: Sequence[Any]) -> dict[Any, str]:
