@@ -129,6 +129,22 @@ class Names:
         )
 
 
+def not_up_to_date(alias: str) -> sql.SQL:
+    """A job whose state row ``alias`` says it needs the model: its text changed since its vector
+    (``dirty``) or its vector is from another model than ``%(model_id)s``. Its negation is the
+    state's own notion of fresh."""
+    return sql.SQL(f"({alias}.dirty OR {alias}.model_id IS DISTINCT FROM %(model_id)s)")
+
+
+def young(alias: str) -> sql.SQL:
+    """An application insert or edit of job state ``alias`` within the grace period
+    (``%(grace_minutes)s``) that has not failed: pending, not missing, while it is not fresh."""
+    return sql.SQL(
+        f"coalesce({alias}.app_change AND {alias}.changed_at > now() - make_interval(mins => %(grace_minutes)s)"
+        f" AND {alias}.last_error IS NULL, false)"
+    )
+
+
 # --- meta: key/value facts the pipeline keeps in its state schema --------------------------------
 
 def read_meta(names: Names) -> sql.Composed:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from psycopg import sql
 
-from jobping_pipeline.store.catalog import Names, StoreBase
+from jobping_pipeline.store.catalog import Names, StoreBase, not_up_to_date
 from jobping_pipeline.store.setup import enqueue_unregistered_jobs
 
 ADVISORY_LOCK_REGISTER = 728_461_001
@@ -81,9 +81,9 @@ def chunks_with_pending_work(names: Names) -> sql.Composed:
     return sql.SQL(
         "SELECT c.chunk_key, count(*) FROM {job_state} s "
         "JOIN {chunks} c ON c.chunk_no = s.chunk_no "
-        "WHERE s.dirty OR s.model_id IS DISTINCT FROM %(model_id)s "
+        "WHERE {not_up_to_date} "
         "GROUP BY c.chunk_no, c.chunk_key ORDER BY c.chunk_no"
-    ).format(job_state=names.state("job_state"), chunks=names.state("chunks"))
+    ).format(job_state=names.state("job_state"), chunks=names.state("chunks"), not_up_to_date=not_up_to_date("s"))
 
 
 def dirty_chunks(names: Names) -> sql.Composed:
@@ -132,12 +132,11 @@ def chunk_progress(names: Names) -> sql.Composed:
     (state only: cheap at any size)."""
     return sql.SQL(
         "SELECT c.chunk_key, count(s.job_id),"
-        " count(s.job_id) FILTER (WHERE s.dirty OR s.model_id IS DISTINCT FROM %(model_id)s),"
-        " count(s.job_id) FILTER (WHERE s.last_error IS NOT NULL"
-        "  AND (s.dirty OR s.model_id IS DISTINCT FROM %(model_id)s)) "
+        " count(s.job_id) FILTER (WHERE {not_up_to_date}),"
+        " count(s.job_id) FILTER (WHERE s.last_error IS NOT NULL AND {not_up_to_date}) "
         "FROM {chunks} c LEFT JOIN {job_state} s ON s.chunk_no = c.chunk_no "
         "GROUP BY c.chunk_no, c.chunk_key ORDER BY c.chunk_no"
-    ).format(chunks=names.state("chunks"), job_state=names.state("job_state"))
+    ).format(chunks=names.state("chunks"), job_state=names.state("job_state"), not_up_to_date=not_up_to_date("s"))
 
 
 def unassigned_count(names: Names) -> sql.Composed:

@@ -14,8 +14,8 @@ from psycopg import sql
 
 from jobping_pipeline.settings import ConfigError
 
-from jobping_pipeline.store.catalog import Names, StoreBase
-from jobping_pipeline.store.setup import enqueue_unregistered_jobs, text_versions
+from jobping_pipeline.store.catalog import Names, StoreBase, not_up_to_date, read_meta, young
+from jobping_pipeline.store.setup import enqueue_unregistered_jobs, vector_gone
 
 # The coverage join hashes a million small state rows; with the default 4 MB it spills to disk
 # and takes twice as long (3.9 s vs 1.7 s at 1M jobs, benchmarks/throughput.py --scale).
@@ -80,12 +80,16 @@ def job_status(names: Names, eligible_column: str | None) -> sql.Composed:
         "SELECT j.{id} AS job_id, s.chunk_no, s.last_error, s.attempts, s.job_id IS NULL AS without_state,"
         " coalesce(j.{embedding} IS NOT NULL AND s.model_id = %(model_id)s"
         "  AND s.embedded_version = s.text_version, false) AS fresh,"
-        " coalesce(s.app_change AND s.changed_at > now() - make_interval(mins => %(grace_minutes)s)"
-        "  AND s.last_error IS NULL, false) AS young,"
+        " {young} AS young,"
         " j.{embedding} IS NOT NULL AS has_vector "
         "FROM {jobs} j LEFT JOIN {job_state} s ON s.job_id = j.{id} WHERE {eligible}"
     ).format(
-        id=names.id, embedding=names.embedding, jobs=names.jobs, job_state=names.state("job_state"), eligible=eligible
+        id=names.id,
+        embedding=names.embedding,
+        young=young("s"),
+        jobs=names.jobs,
+        job_state=names.state("job_state"),
+        eligible=eligible,
     )
 
 
@@ -101,21 +105,19 @@ def state_coverage(names: Names) -> sql.Composed:
         " count(*) FILTER (WHERE NOT fresh AND NOT young AND has_vector),"
         " count(*) FILTER (WHERE NOT fresh AND NOT young AND NOT has_vector),"
         " count(*) FILTER (WHERE NOT fresh AND last_error IS NOT NULL), 0 "
-        "FROM (SELECT NOT dirty AND model_id IS NOT DISTINCT FROM %(model_id)s AS fresh,"
-        "  app_change AND changed_at > now() - make_interval(mins => %(grace_minutes)s) AND last_error IS NULL AS young,"
-        "  embedded_version IS NOT NULL AS has_vector, last_error FROM {job_state} WHERE eligible) AS status"
-    ).format(job_state=names.state("job_state"))
+        "FROM (SELECT NOT {not_up_to_date} AS fresh, {young} AS young,"
+        "  s.embedded_version IS NOT NULL AS has_vector, s.last_error FROM {job_state} s WHERE s.eligible) AS status"
+    ).format(not_up_to_date=not_up_to_date("s"), young=young("s"), job_state=names.state("job_state"))
 
 
 def state_problem_jobs(names: Names) -> sql.Composed:
     """:func:`problem_jobs` from the state alone (the not-fresh jobs sit in the partial index
     ``job_state_dirty``, unless the model changed)."""
     return sql.SQL(
-        "SELECT job_id::text, embedded_version IS NOT NULL, attempts, last_error FROM {job_state} "
-        "WHERE eligible AND (dirty OR model_id IS DISTINCT FROM %(model_id)s) AND NOT coalesce(app_change"
-        " AND changed_at > now() - make_interval(mins => %(grace_minutes)s) AND last_error IS NULL, false) "
-        "ORDER BY last_error IS NULL, job_id LIMIT %(limit)s"
-    ).format(job_state=names.state("job_state"))
+        "SELECT s.job_id::text, s.embedded_version IS NOT NULL, s.attempts, s.last_error FROM {job_state} s "
+        "WHERE s.eligible AND {not_up_to_date} AND NOT {young} "
+        "ORDER BY s.last_error IS NULL, s.job_id LIMIT %(limit)s"
+    ).format(not_up_to_date=not_up_to_date("s"), young=young("s"), job_state=names.state("job_state"))
 
 
 def job_states(names: Names, eligible_column: str | None) -> sql.Composed:
@@ -182,8 +184,7 @@ def requeue_lost_vectors(names: Names) -> sql.Composed:
     """Jobs recorded as embedded whose vector is gone (set to NULL behind the pipeline's back):
     mark them dirty so the sensor embeds them again."""
     return sql.SQL(
-        "UPDATE {job_state} AS s SET text_version = {next_version}, embedded_version = NULL, model_id = NULL,"
-        " changed_at = now(), app_change = false "
+        "UPDATE {job_state} AS s SET {vector_gone} "
         "FROM {jobs} j WHERE j.{id} = s.job_id AND j.{embedding} IS NULL "
         "AND s.embedded_version = s.text_version"
     ).format(
@@ -191,7 +192,7 @@ def requeue_lost_vectors(names: Names) -> sql.Composed:
         jobs=names.jobs,
         id=names.id,
         embedding=names.embedding,
-        next_version=text_versions(names),
+        vector_gone=vector_gone(names),
     )
 
 
@@ -221,15 +222,17 @@ class CoverageStore(StoreBase):
         """Freshness of every eligible job as the pipeline's state records it (fast: no join with
         the jobs table; see :func:`state_coverage` for what it rests on). Until setup has mirrored
         a changed JOBPING_ELIGIBLE_COLUMN into the state, counted from the table instead."""
-        if self.meta().get("eligible_column", "") != (self.settings.eligible_column or ""):
-            return self.coverage(model_id)
+        names = self.names()
         with self.connect(autocommit=True, vectors=False) as connection:
             try:
-                row = connection.execute(state_coverage(self.names()), self._check_parameters(model_id)).fetchone()
+                meta = dict(connection.execute(read_meta(names)).fetchall())
+                row = None
+                if meta.get("eligible_column", "") == (self.settings.eligible_column or ""):
+                    row = connection.execute(state_coverage(names), self._check_parameters(model_id)).fetchone()
             except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn):
                 # No state schema, or one from before version 3 (no eligibility mirror yet).
                 raise self._not_set_up() from None
-        return Coverage(*row)
+        return Coverage(*row) if row is not None else self.coverage(model_id)
 
     def _not_set_up(self) -> ConfigError:
         return ConfigError(

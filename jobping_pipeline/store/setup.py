@@ -61,6 +61,14 @@ def text_versions(names: Names) -> sql.Composed:
     )
 
 
+def vector_gone(names: Names) -> sql.Composed:
+    """The state of a job whose vector is gone (removed by the application, or behind the
+    triggers' back): no vector, due at once."""
+    return sql.SQL(
+        "text_version = {}, embedded_version = NULL, model_id = NULL, changed_at = now(), app_change = false"
+    ).format(text_versions(names))
+
+
 def create_state_schema(names: Names) -> list[sql.Composed]:
     """Create (or migrate to version 3) the state schema. Every statement is idempotent."""
     job_state, chunks = names.state("job_state"), names.state("chunks")
@@ -142,20 +150,17 @@ def install_change_capture(names: Names, text_column_types: dict[str, str]) -> l
         sql.SQL("{} IS DISTINCT FROM {}").format(compared(column, "o"), compared(column, "n"))
         for column in names.text_columns
     )
-    bump = sql.SQL(
-        "text_version = {next_version}, changed_at = now(), attempts = 0, app_change = true, eligible = excluded.eligible"
-    ).format(next_version=text_versions(names))
     update_bump = sql.SQL("text_version = {next_version}, changed_at = now(), attempts = 0, app_change = true").format(
         next_version=text_versions(names)
     )
+    bump = sql.SQL("{}, eligible = excluded.eligible").format(update_bump)
     # The pipeline never writes NULL: a vector removed behind its back makes the job missing and
     # due at once, so coverage counted from the state alone stays true (store/coverage.py).
     vector_removed = sql.SQL(
-        "    UPDATE {job_state} AS s SET text_version = {next_version}, embedded_version = NULL, model_id = NULL,\n"
-        "      changed_at = now(), app_change = false\n"
+        "    UPDATE {job_state} AS s SET {vector_gone}\n"
         "    FROM old_rows o JOIN new_rows n ON n.{id} = o.{id}\n"
         "    WHERE s.job_id = n.{id} AND o.{embedding} IS NOT NULL AND n.{embedding} IS NULL;\n"
-    ).format(job_state=job_state, next_version=text_versions(names), id=names.id, embedding=names.embedding)
+    ).format(job_state=job_state, vector_gone=vector_gone(names), id=names.id, embedding=names.embedding)
     eligibility_changed = sql.SQL(
         "    UPDATE {job_state} AS s SET eligible = {eligible} FROM new_rows n\n"
         "    WHERE s.job_id = n.{id} AND s.eligible IS DISTINCT FROM {eligible};\n"

@@ -15,7 +15,7 @@ import numpy as np
 import psycopg
 from psycopg import sql
 
-from jobping_pipeline.store.catalog import Names, StoreBase
+from jobping_pipeline.store.catalog import Names, StoreBase, not_up_to_date
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ def read_chunk(names: Names) -> sql.Composed:
         " j.{id} IS NOT NULL AS job_exists, j.{embedding} IS NOT NULL AS has_embedding, {columns} "
         "FROM {job_state} s JOIN {chunks} c ON c.chunk_no = s.chunk_no "
         "LEFT JOIN {jobs} j ON j.{id} = s.job_id "
-        "WHERE c.chunk_key = %(chunk_key)s AND (s.dirty OR s.model_id IS DISTINCT FROM %(model_id)s) "
+        "WHERE c.chunk_key = %(chunk_key)s AND {not_up_to_date} "
         "ORDER BY s.job_id"
     ).format(
         id=names.id,
@@ -55,6 +55,7 @@ def read_chunk(names: Names) -> sql.Composed:
         job_state=names.state("job_state"),
         chunks=names.state("chunks"),
         jobs=names.jobs,
+        not_up_to_date=not_up_to_date("s"),
     )
 
 
