@@ -373,12 +373,19 @@ def main() -> None:
         old_store.setup(encoder.dimensions)
         encoder.encode(texts[:32], args.batch_size)  # warm-up, same for all
 
-        bare = measure_bare(encoder, texts, args.batch_size)
+        # (a) just before and just after (b), averaged: this machine's speed drifts by several
+        # percent from one half-minute to the next, more than the overhead being measured.
+        bare_before = measure_bare(encoder, texts, args.batch_size)
         pipeline, timings = measure_cli_backfill(pipeline_url, data_dir, args.chunk_size, args.batch_size, args.jobs)
+        bare_after = measure_bare(encoder, texts, args.batch_size)
+        bare = Measured(len(texts), (bare_before.seconds + bare_after.seconds) / 2)
         old = measure_old_system(old_url, encoder, store.inspect().text_columns, args.jobs)
         fp32 = measure_bare(load_encoder(ModelSpec(backend="torch", precision="fp32")), texts, args.batch_size)
         print(f"\n{args.jobs} demo jobs ({len(texts)} distinct texts), chunks of {args.chunk_size}")
-        print(f"  (a) bare model.encode of the distinct texts: {bare.rate:7.1f} texts/s  ({bare.seconds:.1f} s)")
+        print(
+            f"  (a) bare model.encode of the distinct texts: {bare.rate:7.1f} texts/s  ({bare.seconds:.1f} s: "
+            f"{bare_before.seconds:.1f} s before (b), {bare_after.seconds:.1f} s after)"
+        )
         print(f"  (b) `jobping-pipeline backfill`, end to end:  {pipeline.rate:7.1f} jobs/s   ({pipeline.seconds:.1f} s, a new process)")
         print(f"  (c) old system (50 at a time, row UPDATEs):  {old.rate:7.1f} jobs/s   ({old.seconds:.1f} s)")
         print(f"  (d) bare torch fp32 (the seed's compute):    {fp32.rate:7.1f} texts/s  ({fp32.seconds:.1f} s)")

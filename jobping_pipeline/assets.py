@@ -19,12 +19,9 @@ from dagster import (
 
 from jobping_pipeline.store import JobStore, ProblemJob
 from jobping_pipeline.embedding import ChunkReport, EmbeddingFailed, embed_chunk_with_retries
-from jobping_pipeline.partitions import job_chunks
+from jobping_pipeline.partitions import CHUNKS_PER_RUN, job_chunks
+from jobping_pipeline.progress import chunk_finished
 from jobping_pipeline.resources import EmbeddingModel, JobsDatabase
-
-# A UI backfill over many chunks runs up to this many chunks in one run, so one process loads
-# the model once for all of them instead of once per chunk.
-CHUNKS_PER_BACKFILL_RUN = 10
 
 # dagster.yaml limits this pool, so that embedding runs don't oversubscribe the CPU or GPU.
 EMBEDDING_POOL = "jobping_embedding"
@@ -151,10 +148,12 @@ def _embed_chunks(context, store: JobStore, embedding_model: EmbeddingModel, chu
         if with_work is not None and chunk_key not in with_work:
             reports.append(ChunkReport(chunk_key=chunk_key))
             continue
+        error_message = None
         try:
             report = embed_chunk_with_retries(store, encoder, chunk_key, batch_size, log=context.log)
         except EmbeddingFailed as error:
-            context.log.error(str(error))
+            error_message = str(error)
+            context.log.error(error_message)
             report = error.report or ChunkReport(chunk_key=chunk_key)
         context.log.info(
             f"chunk {chunk_key}: {report.jobs} jobs, {report.embedded} embedded, "
@@ -163,6 +162,7 @@ def _embed_chunks(context, store: JobStore, embedding_model: EmbeddingModel, chu
             f"database {report.database_seconds:.1f}s)"
         )
         reports.append(report)
+        chunk_finished(report, error_message)
     return reports
 
 
@@ -174,7 +174,7 @@ with warnings.catch_warnings():
         group_name="embeddings",
         kinds={"postgres", "pytorch"},
         pool=EMBEDDING_POOL,
-        backfill_policy=BackfillPolicy.multi_run(max_partitions_per_run=CHUNKS_PER_BACKFILL_RUN),
+        backfill_policy=BackfillPolicy.multi_run(max_partitions_per_run=CHUNKS_PER_RUN),
         check_specs=[
             AssetCheckSpec(
                 CHUNK_CHECK,

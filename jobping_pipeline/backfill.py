@@ -1,8 +1,9 @@
 """A full backfill from the command line, through Dagster.
 
 Registers a chunk for every job not yet in one, tells the Dagster instance about the new
-partition keys, then materializes each chunk with pending work as a run of ``embed_job_chunks``
-(visible in the UI afterwards). All runs happen in this process, so the model loads once.
+partition keys, then materializes the chunks with pending work in runs of ``embed_job_chunks``
+of up to 10 chunks each, as a UI backfill does (visible in the UI afterwards). All runs happen
+in this process, so the model loads once.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from dagster import AssetCheckSeverity, DagsterEventType, DagsterInstance
 
 from jobping_pipeline.store import Coverage, JobStore
 from jobping_pipeline.definitions import EMBED_JOB, build_definitions
-from jobping_pipeline.partitions import JOB_CHUNKS
-from jobping_pipeline.progress import bar
+from jobping_pipeline.embedding import ChunkReport
+from jobping_pipeline.partitions import JOB_CHUNKS, in_runs, range_tags
+from jobping_pipeline.progress import bar, listening_to_chunks
 from jobping_pipeline.resources import resolved
 from jobping_pipeline.settings import Settings
 
@@ -175,63 +177,93 @@ def describe_coverage(coverage: Coverage) -> str:
 
 
 def _materialize_pending(definitions, instance, pending, total_jobs, say) -> BackfillResult:
-    """One run of embed_job_chunks per chunk, in this process, with a progress line each (and a
-    progress bar on a terminal)."""
+    """The chunks with pending work in runs of up to 10 (a partition range each, as a UI backfill
+    makes them), executed in this process one after the other, with a progress line per chunk as
+    it finishes (and a progress bar on a terminal)."""
     job = definitions.resolve_job_def(EMBED_JOB)
     result = BackfillResult()
     started = time.perf_counter()
+    counts = dict(pending)
+    positions = {key: index for index, (key, _) in enumerate(pending, start=1)}
+    reported: set[str] = set()
     done_jobs = 0
+
     with bar(total_jobs, "backfill") as progress:
-        for index, (chunk_key, count) in enumerate(pending, start=1):
-            try:
-                status = _materialize_chunk(job, instance, chunk_key, result)
-            except KeyboardInterrupt:  # between runs; within one, Dagster ends the run instead
-                status = "interrupted"
-            if status == "interrupted":
-                result.seconds = time.perf_counter() - started
-                raise BackfillInterrupted(result)
-            done_jobs += count
-            progress.update(count)
+
+        def report(chunk_key: str, status: str) -> None:
+            nonlocal done_jobs
+            reported.add(chunk_key)
+            result.chunks_run += 1
+            done_jobs += counts[chunk_key]
+            progress.update(counts[chunk_key])
             elapsed = time.perf_counter() - started
             rate = done_jobs / elapsed if elapsed > 0 else 0.0
             eta = (total_jobs - done_jobs) / rate if rate > 0 else 0.0
             line = (
-                f"[{index}/{len(pending)}] chunk {chunk_key}: {count} pending, {status}; "
+                f"[{positions[chunk_key]}/{len(pending)}] chunk {chunk_key}: {counts[chunk_key]} pending, {status}; "
                 f"{rate:.1f} jobs/s, ETA {format_duration(eta)}"
             )
             if progress.disable:
                 say(line)
             else:
                 progress.write(line)
+
+        def chunk_done(chunk: ChunkReport, error: str | None) -> None:
+            if chunk.chunk_key not in counts:
+                return  # an up-to-date chunk inside a run's range: skipped, not counted
+            result.jobs_embedded += chunk.embedded
+            status = f"{chunk.embedded} embedded"
+            if error:
+                result.failed_chunks[chunk.chunk_key] = error
+                status += f", FAILED: {error.splitlines()[0]}"
+            report(chunk.chunk_key, status)
+
+        with listening_to_chunks(chunk_done):
+            for run_keys in in_runs([key for key, _ in pending]):
+                try:
+                    outcome = _materialize_run(job, instance, run_keys, result, reported)
+                except KeyboardInterrupt:  # between runs; within one, Dagster ends the run instead
+                    outcome = "interrupted"
+                if outcome == "interrupted":
+                    result.seconds = time.perf_counter() - started
+                    raise BackfillInterrupted(result)
+                for chunk_key in run_keys:
+                    if chunk_key in result.failed_chunks and chunk_key not in reported:
+                        report(chunk_key, f"FAILED: {result.failed_chunks[chunk_key].splitlines()[0]}")
     result.seconds = time.perf_counter() - started
     return result
 
 
-def _materialize_chunk(job, instance: DagsterInstance, chunk_key: str, result: BackfillResult) -> str:
-    """Run one chunk through Dagster; returns its status in words."""
+def _materialize_run(
+    job, instance: DagsterInstance, chunk_keys: list[str], result: BackfillResult, finished: set[str]
+) -> str:
+    """One run of ``chunk_keys`` through Dagster: a partition, or the range from the first to the
+    last. Chunks report themselves as they finish (``chunk_done``); a run that fails as a whole
+    fails the chunks it did not finish, and a chunk check that fails with ERROR fails the run's
+    chunks when no chunk said why. Returns "interrupted" or "done"."""
+    tags = {"jobping/trigger": "cli-backfill"}
+    if len(chunk_keys) > 1:
+        tags.update(range_tags(chunk_keys[0], chunk_keys[-1]))
     run = job.execute_in_process(
         run_config=QUIET_RUN_CONFIG,
         instance=instance,
-        partition_key=chunk_key,
+        partition_key=chunk_keys[0] if len(chunk_keys) == 1 else None,
         raise_on_error=False,
-        tags={"jobping/trigger": "cli-backfill"},
+        tags=tags,
     )
     result.run_ids.append(run.run_id)
-    result.chunks_run += 1
     if _interrupted(run):
         return "interrupted"
     if not run.success:
-        message = _run_failure_message(run)
-        result.failed_chunks[chunk_key] = message
-        return f"FAILED (run {run.run_id}): {message.splitlines()[0]}"
-    embedded = 0
-    for materialization in run.get_asset_materialization_events():
-        value = materialization.materialization.metadata.get("jobs_embedded")
-        embedded += int(value.value) if value is not None else 0
-    result.jobs_embedded += embedded
+        message = f"run {run.run_id} failed: {_run_failure_message(run)}"
+        for chunk_key in chunk_keys:
+            if chunk_key not in finished:
+                result.failed_chunks.setdefault(chunk_key, message)
+        return "done"
+    failed_here = [key for key in chunk_keys if key in result.failed_chunks]
     for event in run.all_events:
         check = event.asset_check_evaluation_data if event.event_type == DagsterEventType.ASSET_CHECK_EVALUATION else None
-        if check is not None and not check.passed and check.severity == AssetCheckSeverity.ERROR:
-            result.failed_chunks[chunk_key] = check.description or f"check {check.check_name} failed"
-            return f"{embedded} embedded, FAILED check {check.check_name}: {result.failed_chunks[chunk_key]}"
-    return f"{embedded} embedded"
+        if check is not None and not check.passed and check.severity == AssetCheckSeverity.ERROR and not failed_here:
+            for chunk_key in chunk_keys:
+                result.failed_chunks[chunk_key] = f"check {check.check_name} failed: {check.description}"
+    return "done"

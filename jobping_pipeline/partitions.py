@@ -6,8 +6,32 @@ embedded" and the partition view in the UI is a coverage map. Keys are zero-padd
 numbers ("000001"), so they sort in the order the chunks were made.
 """
 
+from typing import Sequence, TypeVar
+
 from dagster import DynamicPartitionsDefinition
 
 JOB_CHUNKS = "job_chunks"
 
 job_chunks = DynamicPartitionsDefinition(name=JOB_CHUNKS)
+
+# A run embeds up to this many chunks (a UI backfill, a sensor tick, the CLI's backfill alike),
+# so one process loads the model once for all of them and Dagster's per-run work is paid once.
+CHUNKS_PER_RUN = 10
+
+# The tags of a run over a partition range: Dagster's own, from a UI backfill's multi-run policy.
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
+
+Chunk = TypeVar("Chunk")
+
+
+def in_runs(chunks: Sequence[Chunk]) -> list[list[Chunk]]:
+    """Chunks in chunk order as runs of up to CHUNKS_PER_RUN of them: one partition range each,
+    from its first to its last chunk, so ``n`` chunks take ceil(n / 10) runs however far apart
+    they are. The chunks in between are up to date: the run skips them with one query."""
+    return [list(chunks[start : start + CHUNKS_PER_RUN]) for start in range(0, len(chunks), CHUNKS_PER_RUN)]
+
+
+def range_tags(first_key: str, last_key: str) -> dict[str, str]:
+    """Tags that make a run cover the partitions from ``first_key`` to ``last_key``."""
+    return {RANGE_START_TAG: first_key, RANGE_END_TAG: last_key}

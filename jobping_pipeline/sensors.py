@@ -33,11 +33,11 @@ from dagster import (
     sensor,
 )
 
-from jobping_pipeline.assets import CHUNKS_PER_BACKFILL_RUN, job_embeddings
+from jobping_pipeline.assets import job_embeddings
 from jobping_pipeline.store import JobStore
 from jobping_pipeline.store.chunks import DirtyChunk
 from jobping_pipeline.store.setup import STATE_SCHEMA_VERSION
-from jobping_pipeline.partitions import JOB_CHUNKS
+from jobping_pipeline.partitions import JOB_CHUNKS, RANGE_END_TAG, RANGE_START_TAG, in_runs, range_tags
 from jobping_pipeline.resources import EmbeddingModel, JobsDatabase
 
 SENSOR_NAME = "new_and_changed_jobs"
@@ -48,8 +48,6 @@ IN_PROGRESS = [
     DagsterRunStatus.STARTED,
 ]
 PARTITION_TAG = "dagster/partition"
-RANGE_START_TAG = "dagster/asset_partition_range_start"
-RANGE_END_TAG = "dagster/asset_partition_range_end"
 RECENT_BACKFILLS = 100
 BACKOFF_CAP_TICKS = 64
 # However much is dirty (the first tick after setup on a million rows), a tick queues at most
@@ -154,11 +152,8 @@ def _plan_tick(store, known_partitions, in_flight, model) -> TickPlan:
 
 
 def group_into_runs(chunks: list[DirtyChunk]) -> list[list[DirtyChunk]]:
-    """Dirty chunks, in chunk order, as runs of up to CHUNKS_PER_BACKFILL_RUN of them: one
-    partition range each, from its first to its last chunk, so ``n`` dirty chunks take
-    ceil(n / 10) runs however far apart they are, and the model is loaded once per run. The
-    chunks in between are up to date: the run skips them with one query."""
-    return [chunks[start : start + CHUNKS_PER_BACKFILL_RUN] for start in range(0, len(chunks), CHUNKS_PER_BACKFILL_RUN)]
+    """Dirty chunks as runs of up to 10 (:func:`in_runs`): the model loads once per run."""
+    return in_runs(chunks)
 
 
 def run_request(run: list[DirtyChunk]) -> RunRequest:
@@ -174,7 +169,7 @@ def run_request(run: list[DirtyChunk]) -> RunRequest:
         return RunRequest(run_key=run_key, partition_key=run[0].chunk_key, tags=tags)
     return RunRequest(
         run_key=run_key,
-        tags={**tags, RANGE_START_TAG: run[0].chunk_key, RANGE_END_TAG: run[-1].chunk_key},
+        tags={**tags, **range_tags(run[0].chunk_key, run[-1].chunk_key)},
     )
 
 

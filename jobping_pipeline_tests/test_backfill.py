@@ -2,13 +2,13 @@
 
 import psycopg
 import pytest
-from dagster import AssetCheckSeverity, DagsterEventType, DagsterRunStatus, RunsFilter
+from dagster import AssetCheckSeverity, AssetKey, DagsterEventType, DagsterRunStatus, RunsFilter
 
 from jobping_pipeline.backfill import register, run_backfill
 from jobping_pipeline.definitions import EMBED_JOB, build_definitions
 from jobping_pipeline.store import JobStore
 from jobping_pipeline.encoder import loaded_model_count
-from jobping_pipeline.partitions import JOB_CHUNKS
+from jobping_pipeline.partitions import JOB_CHUNKS, RANGE_END_TAG, RANGE_START_TAG
 
 from .helpers import load_demo, make_settings, refuse_poison
 
@@ -33,8 +33,13 @@ def test_full_backfill_reaches_full_coverage_and_touches_nothing_else(database_u
     assert loaded_model_count() == models_before, "the model must be loaded once per process"
     assert sorted(instance.get_dynamic_partitions(JOB_CHUNKS)) == ["000001", "000002", "000003"]
     runs = instance.get_runs(RunsFilter(job_name=EMBED_JOB))
-    assert len(runs) == 3 and all(run.status == DagsterRunStatus.SUCCESS for run in runs)
-    assert any(line.startswith("[3/3] chunk 000003") and "ETA" in line for line in lines)
+    assert len(runs) == 1 and runs[0].status == DagsterRunStatus.SUCCESS, "3 chunks are one run, as in a UI backfill"
+    assert (runs[0].tags[RANGE_START_TAG], runs[0].tags[RANGE_END_TAG]) == ("000001", "000003")
+    assert instance.get_materialized_partitions(AssetKey("job_embeddings")) == {"000001", "000002", "000003"}
+    assert [line.split(":")[0] for line in lines if line.startswith("[")] == [
+        "[1/3] chunk 000001", "[2/3] chunk 000002", "[3/3] chunk 000003"
+    ], "a progress line per chunk as it finishes"
+    assert all("80 embedded" in line or "40 embedded" in line for line in lines if line.startswith("["))
     assert lines[-1].startswith("coverage 100.00%")
     with psycopg.connect(database_url) as connection:
         assert connection.execute(EVERY_OTHER_COLUMN).fetchall() == before
@@ -44,6 +49,19 @@ def test_full_backfill_reaches_full_coverage_and_touches_nothing_else(database_u
     again = run_backfill(settings, instance, say=lines.append)
     assert (again.chunks_run, again.jobs_embedded, encoder.calls) == (0, 0, calls)
     assert again.complete
+
+
+def test_more_than_ten_chunks_take_a_run_per_ten(database_url, encoder, instance):
+    settings = make_settings(database_url, JOBPING_CHUNK_SIZE="4")
+    load_demo(settings, 44)  # 11 chunks
+
+    result = run_backfill(settings, instance, say=lambda line: None)
+
+    assert result.complete and (result.chunks_run, result.jobs_embedded) == (11, 44)
+    runs = sorted(instance.get_runs(RunsFilter(job_name=EMBED_JOB)), key=lambda run: run.tags.get(RANGE_START_TAG, run.tags.get("dagster/partition")))
+    assert [run.tags.get(RANGE_START_TAG, run.tags.get("dagster/partition")) for run in runs] == ["000001", "000011"]
+    assert runs[0].tags[RANGE_END_TAG] == "000010" and RANGE_START_TAG not in runs[1].tags
+    assert len(result.run_ids) == 2
 
 
 def test_a_failing_batch_fails_the_chunk_checks_with_the_error_visible(settings, encoder, instance, monkeypatch):

@@ -206,10 +206,10 @@ def test_cli_backfill_through_the_api_survives_429_and_500_and_leaks_no_key(
 
     with DagsterInstance.get() as instance:
         new_runs = [run for run in instance.get_runs() if run.run_id not in runs_before]
-        assert len(new_runs) == 3 and all(run.is_success for run in new_runs)
+        assert len(new_runs) == 1 and new_runs[0].is_success, "600 jobs in 3 chunks: one range run"
         records = [record for run in new_runs for record in instance.all_logs(run.run_id)]
         run_records = [str(run.run_config) + str(run.tags) for run in new_runs]
-    assert len(records) > 30, "no event logs to scan: the check below would be vacuous"
+    assert len(records) > 15, "no event logs to scan: the check below would be vacuous"
     shown = [backfill.stdout, backfill.stderr, status.stdout, status.stderr, switched.stdout, stored_text]
     shown += run_records + [str(record) for record in records]
     assert [text[:200] for text in shown if API_KEY in text] == []
