@@ -151,6 +151,7 @@ def _read_pending(
             "(or let the sensor run) to register chunks"
         )
     rows = store.read_chunk(connection, chunk_key, model_id)
+    template, columns = encoder.spec.text_template, store.inspect().text_columns
     report.jobs = jobs_in_chunk
     report.unchanged = jobs_in_chunk - len(rows)  # up to date: not even read
     unseen: list[Any] = []
@@ -161,7 +162,7 @@ def _read_pending(
         if not row.exists:
             unseen.append(row.job_id)
             continue
-        text = build_text(row.values)
+        text = build_text(row.values, template, columns)
         digest = text_hash(text)
         if row.has_embedding and row.model_id == model_id and row.text_hash == digest:
             if row.embedded_version != row.text_version:

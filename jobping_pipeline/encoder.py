@@ -24,6 +24,7 @@ import numpy as np
 from jobping_pipeline.model_runtime import ConvertedModel
 from jobping_pipeline.openai_encoder import ApiSpec, OpenAIEncoder
 from jobping_pipeline.settings import BUNDLED_MODEL, OPENAI_PROVIDER, PRECISIONS, ConfigError, Settings
+from jobping_pipeline.texts import DEFAULT_TEXT_TEMPLATE, text_template_suffix
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ class ModelSpec:
     precision: str = "auto"
     backend: str = "auto"
     quantization: str = "none"
+    text_template: str = DEFAULT_TEXT_TEMPLATE
     model_cache: str | None = None
 
     @property
@@ -47,7 +49,7 @@ class ModelSpec:
         model_id = self.name if self.max_seq_length is None else f"{self.name}@{self.max_seq_length}"
         if self.quantization != "none":
             model_id += f"+{self.quantization}-{self.backend}"
-        return model_id
+        return model_id + text_template_suffix(self.text_template)
 
 
 EncoderSpec = Union[ModelSpec, ApiSpec]
@@ -62,6 +64,7 @@ def spec_from_settings(settings: Settings) -> EncoderSpec:
             base_url=settings.openai_base_url,
             dimensions=settings.dimensions,
             concurrency=settings.api_concurrency,
+            text_template=settings.text_template,
         )
     return ModelSpec(
         name=settings.model_name,
@@ -70,6 +73,7 @@ def spec_from_settings(settings: Settings) -> EncoderSpec:
         precision=settings.precision,
         backend=settings.backend,
         quantization=settings.quantization,
+        text_template=settings.text_template,
         model_cache=str(settings.model_cache) if settings.model_cache else None,
     )
 

@@ -40,6 +40,7 @@ from jobping_pipeline.openai_protocol import (
     vectors_from_answer,
 )
 from jobping_pipeline.settings import ConfigError
+from jobping_pipeline.texts import DEFAULT_TEXT_TEMPLATE, text_template_suffix
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +71,7 @@ class ApiSpec:
     concurrency: int = 4
     timeout_seconds: float = 60.0
     max_retries: int = 6
+    text_template: str = DEFAULT_TEXT_TEMPLATE
 
     def __post_init__(self) -> None:
         if not self.model.strip():
@@ -95,7 +97,7 @@ class ApiSpec:
         return (
             f"ApiSpec(model={self.model!r}, base_url={base_url!r}, dimensions={self.dimensions!r}, "
             f"concurrency={self.concurrency!r}, timeout_seconds={self.timeout_seconds!r}, "
-            f"max_retries={self.max_retries!r})"
+            f"max_retries={self.max_retries!r}, text_template={self.text_template!r})"
         )
 
     @property
@@ -110,7 +112,7 @@ class ApiSpec:
         origin = api_origin(self.base_url)
         provider = "openai" if origin is None else f"openai+{origin}"
         suffix = "" if self.dimensions is None else f"@{self.dimensions}"
-        return f"{provider}:{self.model}{suffix}"
+        return f"{provider}:{self.model}{suffix}" + text_template_suffix(self.text_template)
 
 
 def api_origin(base_url: str | None) -> str | None:

@@ -69,6 +69,7 @@ class EmbeddingModel(_FromSettings):
     precision: Optional[str] = None
     backend: Optional[str] = None
     quantization: Optional[str] = None
+    text_template: Optional[str] = None
     model_cache: Optional[str] = None
 
     def spec(self) -> EncoderSpec:

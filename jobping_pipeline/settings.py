@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Mapping
 from urllib.parse import urlsplit
 
+from jobping_pipeline.texts import DEFAULT_TEXT_TEMPLATE, TEXT_TEMPLATES
 from jobping_pipeline.variables import (  # noqa: F401 - re-exported: the settings' vocabulary
     BUNDLED_MODEL,
     DEFAULT_TEXT_COLUMNS,
@@ -79,6 +80,7 @@ class Settings:
     precision: str = "auto"
     backend: str = "auto"
     quantization: str = "none"
+    text_template: str = DEFAULT_TEXT_TEMPLATE
     model_cache: Path | None = None
     k8s_gpus: int = 0
     state_schema: str = "jobping_pipeline"
@@ -248,6 +250,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if backend in ("onnx", "openvino") and (device.startswith("cuda") or device == "mps"):
         raise ConfigError(f"JOBPING_BACKEND={backend} runs on the CPU; JOBPING_DEVICE={device} needs JOBPING_BACKEND=torch")
     model_cache = get("JOBPING_MODEL_CACHE")
+    text_template = _choice(get("JOBPING_TEXT_TEMPLATE") or DEFAULT_TEXT_TEMPLATE, "JOBPING_TEXT_TEMPLATE", TEXT_TEMPLATES)
     provider = _provider(get("JOBPING_PROVIDER"))
     dimensions = _positive_int(env, "JOBPING_DIMENSIONS", None)
     max_seq_length = _positive_int(env, "JOBPING_MAX_SEQ_LENGTH", None)
@@ -276,6 +279,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         precision=precision,
         backend=backend,
         quantization=quantization,
+        text_template=text_template,
         model_cache=Path(model_cache).expanduser().resolve() if model_cache else None,
         k8s_gpus=_whole_number(env, "JOBPING_K8S_GPUS", defaults["JOBPING_K8S_GPUS"]),
         state_schema=state_schema,

@@ -15,10 +15,40 @@ def format_value(value: Any) -> str:
     return " ".join(str(value).split()) if not isinstance(value, str) else value.strip()
 
 
-def build_text(values: Sequence[Any]) -> str:
-    """The text of a job: each non-empty column value on a line of its own, in the configured
-    column order (short fields first, so truncation cuts the description, not the title)."""
-    return "\n".join(part for part in (format_value(value) for value in values) if part)
+TEXT_TEMPLATES = ("lines", "sentences", "labelled", "pipes")
+"""How column values are joined into the text that is embedded (``JOBPING_TEXT_TEMPLATE``):
+
+- ``lines``: each value on a line of its own (``Data Engineer\nAcme\nBerlin``);
+- ``sentences``: each value a sentence (``Data Engineer. Acme. Berlin.``);
+- ``labelled``: each value after its column name (``title: Data Engineer\ncompany: Acme``);
+- ``pipes``: values separated by `` | ``."""
+
+DEFAULT_TEXT_TEMPLATE = "lines"
+
+_SENTENCE_ENDS = (".", "!", "?", ":", ";")
+
+
+def build_text(values: Sequence[Any], template: str = DEFAULT_TEXT_TEMPLATE, columns: Sequence[str] = ()) -> str:
+    """The text of a job: its non-empty column values in the configured column order (short
+    fields first, so truncation cuts the description, not the title), joined by ``template``
+    (:data:`TEXT_TEMPLATES`; ``labelled`` names each value by its entry in ``columns``)."""
+    parts = [(index, text) for index, text in ((index, format_value(value)) for index, value in enumerate(values)) if text]
+    if template == "lines":
+        return "\n".join(text for _, text in parts)
+    if template == "sentences":
+        return " ".join(text if text.endswith(_SENTENCE_ENDS) else f"{text}." for _, text in parts)
+    if template == "labelled":
+        return "\n".join(f"{columns[index]}: {text}" for index, text in parts)
+    if template == "pipes":
+        return " | ".join(text for _, text in parts)
+    raise ValueError(f"unknown text template {template!r}; one of {', '.join(TEXT_TEMPLATES)}")
+
+
+def text_template_suffix(template: str) -> str:
+    """What a model id gains for a template: nothing for ``lines`` (the texts of every vector
+    written before templates existed), ``+text=<template>`` for the others, so that vectors of
+    texts joined another way never count as fresh."""
+    return "" if template == DEFAULT_TEXT_TEMPLATE else f"+text={template}"
 
 
 def text_hash(text: str) -> bytes:

@@ -73,6 +73,14 @@ SETTINGS: tuple[Setting, ...] = (
         "default that the table has.",
     ),
     Setting(
+        "JOBPING_TEXT_TEMPLATE",
+        "lines",
+        "How the column values are joined into the embedded text: lines (one value a line), "
+        "sentences, labelled (`title: ...`) or pipes. Another template than lines is part of the "
+        "recorded model id, so a switch marks every job stale. README has the measured recall.",
+        home=EMBEDDING_MODEL,
+    ),
+    Setting(
         "JOBPING_PROVIDER",
         LOCAL_PROVIDER,
         "Where vectors come from: `sentence-transformers` (a local model) or `openai` (an "

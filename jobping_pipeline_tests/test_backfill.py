@@ -2,11 +2,14 @@
 
 import psycopg
 import pytest
+from pgvector.psycopg import register_vector
 from dagster import AssetCheckSeverity, AssetKey, DagsterEventType, DagsterRunStatus, RunsFilter
 
 from jobping_pipeline.backfill import register, run_backfill
 from jobping_pipeline.definitions import EMBED_JOB, build_definitions
+from jobping_pipeline.resources import build_resources, resolved
 from jobping_pipeline.store import JobStore
+from jobping_pipeline.texts import build_text
 from jobping_pipeline.encoder import loaded_model_count
 from jobping_pipeline.partitions import JOB_CHUNKS, RANGE_END_TAG, RANGE_START_TAG
 
@@ -62,6 +65,29 @@ def test_more_than_ten_chunks_take_a_run_per_ten(database_url, encoder, instance
     assert [run.tags.get(RANGE_START_TAG, run.tags.get("dagster/partition")) for run in runs] == ["000001", "000011"]
     assert runs[0].tags[RANGE_END_TAG] == "000010" and RANGE_START_TAG not in runs[1].tags
     assert len(result.run_ids) == 2
+
+
+def test_another_text_template_makes_every_vector_stale_until_its_texts_are_embedded(database_url, instance):
+    lines = make_settings(database_url, JOBPING_CHUNK_SIZE="10")
+    load_demo(lines, 12)
+    assert run_backfill(lines, instance, say=lambda line: None).complete
+    sentences = make_settings(database_url, JOBPING_CHUNK_SIZE="10", JOBPING_TEXT_TEMPLATE="sentences")
+    model = resolved(build_resources(sentences)["embedding_model"])
+    assert model.spec().model_id == MODEL_ID + "+text=sentences"
+
+    before = JobStore(sentences).state_coverage(model.spec().model_id)
+    assert (before.fresh, before.stale, before.complete) == (0, 12, False), "vectors of the old texts never count"
+    result = run_backfill(sentences, instance, say=lambda line: None)
+
+    assert result.complete and result.jobs_embedded == 12
+    with psycopg.connect(database_url) as connection:
+        register_vector(connection)
+        row = connection.execute(
+            "SELECT title, company, location, categories, description, embedding FROM jobs WHERE id = 3"
+        ).fetchone()
+    text = build_text(row[:5], "sentences", ("title", "company", "location", "categories", "description"))
+    assert text.count(". ") >= 3 and "\n" not in text.split(". ")[0]
+    assert float(row[5].to_numpy() @ model.encoder().encode([text], 1)[0]) > 0.9999
 
 
 def test_a_failing_batch_fails_the_chunk_checks_with_the_error_visible(settings, encoder, instance, monkeypatch):

@@ -36,6 +36,7 @@ def test_every_setting_is_read():
         "JOBPING_DEVICE": "cuda:1",
         "JOBPING_MAX_SEQ_LENGTH": "128",
         "JOBPING_STATE_SCHEMA": "embed_state",
+        "JOBPING_TEXT_TEMPLATE": "Sentences",
     }
     settings = load_settings(env)
     assert settings.database_url == env["JOBPING_DATABASE_URL"]
@@ -44,6 +45,7 @@ def test_every_setting_is_read():
     assert settings.text_columns == ("title", "body") and settings.text_columns_explicit
     assert (settings.model_name, settings.chunk_size, settings.batch_size) == ("/models/e5", 250, 16)
     assert (settings.device, settings.max_seq_length, settings.state_schema) == ("cuda:1", 128, "embed_state")
+    assert settings.text_template == "sentences"
     assert {setting.name for setting in SETTINGS} >= set(env)
 
 
@@ -54,6 +56,7 @@ def test_every_setting_is_read():
         ({"JOBPING_CHUNK_SIZE": "many"}, "JOBPING_CHUNK_SIZE"),
         ({"JOBPING_BATCH_SIZE": "-3"}, "JOBPING_BATCH_SIZE"),
         ({"JOBPING_DEVICE": "tpu"}, "JOBPING_DEVICE"),
+        ({"JOBPING_TEXT_TEMPLATE": "markdown"}, "JOBPING_TEXT_TEMPLATE"),
         ({"JOBPING_TEXT_COLUMNS": "title,title"}, "JOBPING_TEXT_COLUMNS"),
         ({"JOBPING_TEXT_COLUMNS": "title,,body"}, "JOBPING_TEXT_COLUMNS"),
         ({"JOBPING_JOBS_TABLE": "a.b.c"}, "JOBPING_JOBS_TABLE"),
