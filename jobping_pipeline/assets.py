@@ -140,6 +140,7 @@ def _embed_chunks(context, store: JobStore, embedding_model: EmbeddingModel, chu
     encoder = embedding_model.encoder()
     batch_size = embedding_model.settings().batch_size
     store.check_dimensions(encoder.dimensions, encoder.model_id)
+    store.check_text_columns()
     reports: list[ChunkReport] = []
     # A range run (from the sensor: up to 10 dirty chunks, however far apart) skips the chunks
     # in between that are up to date, with one query instead of a read per chunk.

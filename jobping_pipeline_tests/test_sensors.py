@@ -7,9 +7,12 @@ from dagster import DagsterInstance, DagsterRunStatus
 from jobping_pipeline.definitions import EMBED_JOB, build_definitions
 from jobping_pipeline.partitions import JOB_CHUNKS
 from jobping_pipeline.resources import EmbeddingModel
+from jobping_pipeline.settings import ConfigError
 from jobping_pipeline.store import JobStore
 
 from .helpers import execute_request, load_demo, make_settings, requested, run_chunks, tick
+
+MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 
 
 @pytest.fixture
@@ -85,7 +88,14 @@ def test_a_fresh_instance_gets_its_partition_keys_back(covered):
 
 def test_changing_the_text_columns_reinstalls_the_trigger_and_reembeds(covered, instance):
     narrower = make_settings(covered.database_url, JOBPING_CHUNK_SIZE="25", JOBPING_TEXT_COLUMNS="title,description")
+    store = JobStore(narrower)
+    # Before setup has marked every job due, nothing counts them as fresh: the counts refuse.
+    for count in (store.state_coverage, store.coverage):
+        with pytest.raises(ConfigError, match="JOBPING_TEXT_COLUMNS is now title,description, but the vectors"):
+            count(MODEL_ID)
     result = tick(narrower, instance)
+    after_setup = store.state_coverage(MODEL_ID)
+    assert (after_setup.fresh, after_setup.complete) == (0, False)
     assert requested(result) == ["000001", "000002"]
     run_chunks(narrower, instance, result)
     with psycopg.connect(covered.database_url, autocommit=True) as connection:
@@ -93,6 +103,15 @@ def test_changing_the_text_columns_reinstalls_the_trigger_and_reembeds(covered, 
         assert requested(tick(narrower, instance)) == []
         connection.execute("UPDATE jobs SET title = 'Renamed role' WHERE id = 2")
     assert requested(tick(narrower, instance)) == ["000001"]
+
+
+def test_a_run_before_setup_has_seen_new_text_columns_refuses_to_embed(covered, instance):
+    narrower = make_settings(covered.database_url, JOBPING_CHUNK_SIZE="25", JOBPING_TEXT_COLUMNS="title,description")
+    run = build_definitions(narrower).resolve_job_def(EMBED_JOB).execute_in_process(
+        instance=instance, partition_key="000001", raise_on_error=False
+    )
+    assert not run.success, "a run (from the UI, say) must not embed half a chunk with the new columns before setup"
+    assert any("JOBPING_TEXT_COLUMNS is now" in str(event.event_specific_data) for event in run.all_events)
 
 
 def test_a_chunk_whose_runs_always_fail_is_retried_after_1_2_4_8_ticks(covered, instance):

@@ -200,11 +200,31 @@ class CoverageStore(StoreBase):
     def _check_parameters(self, model_id: str, **extra: Any) -> dict[str, Any]:
         return {"model_id": model_id, "grace_minutes": self.settings.grace_minutes, **extra}
 
+    def check_text_columns(self, meta: dict[str, str] | None = None) -> None:
+        """Refuse to embed or count while the state's vectors were made from other text columns
+        than JOBPING_TEXT_COLUMNS now names: until setup has marked every job due, each of them
+        would count as fresh. (A changed JOBPING_TEXT_TEMPLATE changes the model id instead.)"""
+        if meta is None:
+            with self.connect(autocommit=True, vectors=False) as connection:
+                try:
+                    meta = dict(connection.execute(read_meta(self.names())).fetchall())
+                except psycopg.errors.UndefinedTable:
+                    return  # never set up: the counts and the run say so themselves
+        recorded, configured = meta.get("text_columns"), ",".join(self.inspect().text_columns)
+        if recorded is not None and recorded != configured:
+            raise ConfigError(
+                f"JOBPING_TEXT_COLUMNS is now {configured}, but the vectors in {self.settings.embedding_column} were "
+                f"made from {recorded}: run `jobping-pipeline setup` (the sensor's next tick does it too), which marks "
+                "every job due; until then no job counts as fresh"
+            )
+
     def coverage(self, model_id: str, chunk_keys: Sequence[str] | None = None) -> Coverage:
         """Freshness of every eligible job (``JOBPING_ELIGIBLE_COLUMN``), or with ``chunk_keys``
         of those chunks' jobs; counts jobs hidden by row-level security too."""
         names = self.names()
         statement = coverage(names, self.settings.eligible_column, chunks_only=chunk_keys is not None)
+        if chunk_keys is None:
+            self.check_text_columns()
         with self.connect(autocommit=True, vectors=False) as connection, connection.transaction():
             connection.execute(COVERAGE_WORK_MEM)
             try:
@@ -226,6 +246,7 @@ class CoverageStore(StoreBase):
         with self.connect(autocommit=True, vectors=False) as connection:
             try:
                 meta = dict(connection.execute(read_meta(names)).fetchall())
+                self.check_text_columns(meta)
                 row = None
                 if meta.get("eligible_column", "") == (self.settings.eligible_column or ""):
                     row = connection.execute(state_coverage(names), self._check_parameters(model_id)).fetchone()
