@@ -132,7 +132,7 @@ def _start_loading_the_model(settings) -> None:
 def _hold_storage_connections(instance) -> None:
     """dagster-postgres opens a new connection for every event it stores (about 60 per run, a
     fifth of a run's own cost); a backfill making many runs in one process keeps a pooled one
-    instead, as Dagster's webserver does. No statement timeout: this process only writes."""
+    instead, as Dagster's webserver does. No statement timeout, as without the pool."""
     optimize = getattr(instance, "optimize_for_webserver", None)
     if optimize is not None:
         optimize(statement_timeout=0, pool_recycle=3600, max_overflow=4)

@@ -223,11 +223,11 @@ class CoverageStore(StoreBase):
         of those chunks' jobs; counts jobs hidden by row-level security too."""
         names = self.names()
         statement = coverage(names, self.settings.eligible_column, chunks_only=chunk_keys is not None)
-        if chunk_keys is None:
-            self.check_text_columns()
         with self.connect(autocommit=True, vectors=False) as connection, connection.transaction():
             connection.execute(COVERAGE_WORK_MEM)
             try:
+                if chunk_keys is None:
+                    self.check_text_columns(dict(connection.execute(read_meta(names)).fetchall()))
                 row = connection.execute(
                     statement, self._check_parameters(model_id, chunk_keys=list(chunk_keys or []))
                 ).fetchone()
