@@ -17,7 +17,7 @@ from dagster import AssetCheckSeverity, DagsterEventType, DagsterInstance
 from jobping_pipeline.store import Coverage, JobStore
 from jobping_pipeline.definitions import EMBED_JOB, build_definitions
 from jobping_pipeline.embedding import ChunkReport
-from jobping_pipeline.partitions import JOB_CHUNKS, in_runs, range_tags
+from jobping_pipeline.partitions import JOB_CHUNKS, in_runs, run_partitions
 from jobping_pipeline.progress import bar, listening_to_chunks
 from jobping_pipeline.resources import resolved
 from jobping_pipeline.settings import Settings
@@ -241,15 +241,13 @@ def _materialize_run(
     last. Chunks report themselves as they finish (``chunk_done``); a run that fails as a whole
     fails the chunks it did not finish, and a chunk check that fails with ERROR fails the run's
     chunks when no chunk said why. Returns "interrupted" or "done"."""
-    tags = {"jobping/trigger": "cli-backfill"}
-    if len(chunk_keys) > 1:
-        tags.update(range_tags(chunk_keys[0], chunk_keys[-1]))
+    partition_key, range_tags = run_partitions(chunk_keys)
     run = job.execute_in_process(
         run_config=QUIET_RUN_CONFIG,
         instance=instance,
-        partition_key=chunk_keys[0] if len(chunk_keys) == 1 else None,
+        partition_key=partition_key,
         raise_on_error=False,
-        tags=tags,
+        tags={"jobping/trigger": "cli-backfill", **range_tags},
     )
     result.run_ids.append(run.run_id)
     if _interrupted(run):

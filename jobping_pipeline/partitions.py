@@ -32,6 +32,9 @@ def in_runs(chunks: Sequence[Chunk]) -> list[list[Chunk]]:
     return [list(chunks[start : start + CHUNKS_PER_RUN]) for start in range(0, len(chunks), CHUNKS_PER_RUN)]
 
 
-def range_tags(first_key: str, last_key: str) -> dict[str, str]:
-    """Tags that make a run cover the partitions from ``first_key`` to ``last_key``."""
-    return {RANGE_START_TAG: first_key, RANGE_END_TAG: last_key}
+def run_partitions(chunk_keys: Sequence[str]) -> tuple[str | None, dict[str, str]]:
+    """What a run of these chunks targets, as (partition key, tags): one chunk is its partition;
+    more are the range from the first to the last (Dagster's range tags, no partition key)."""
+    if len(chunk_keys) == 1:
+        return chunk_keys[0], {}
+    return None, {RANGE_START_TAG: chunk_keys[0], RANGE_END_TAG: chunk_keys[-1]}

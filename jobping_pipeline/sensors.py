@@ -37,7 +37,7 @@ from jobping_pipeline.assets import job_embeddings
 from jobping_pipeline.store import JobStore
 from jobping_pipeline.store.chunks import DirtyChunk
 from jobping_pipeline.store.setup import STATE_SCHEMA_VERSION
-from jobping_pipeline.partitions import JOB_CHUNKS, RANGE_END_TAG, RANGE_START_TAG, in_runs, range_tags
+from jobping_pipeline.partitions import JOB_CHUNKS, RANGE_END_TAG, RANGE_START_TAG, in_runs, run_partitions
 from jobping_pipeline.resources import EmbeddingModel, JobsDatabase
 
 SENSOR_NAME = "new_and_changed_jobs"
@@ -145,15 +145,10 @@ def _plan_tick(store, known_partitions, in_flight, model) -> TickPlan:
             plan.chunks_backing_off.append(chunk.chunk_key)
         else:
             plan.chunks_to_run.append(chunk)
-    runs = group_into_runs(plan.chunks_to_run)
+    runs = in_runs(plan.chunks_to_run)  # the model loads once per run
     plan.runs = runs[:MAX_RUNS_PER_TICK]
     plan.chunks_left_for_later = sum(len(run) for run in runs[MAX_RUNS_PER_TICK:])
     return plan
-
-
-def group_into_runs(chunks: list[DirtyChunk]) -> list[list[DirtyChunk]]:
-    """Dirty chunks as runs of up to 10 (:func:`in_runs`): the model loads once per run."""
-    return in_runs(chunks)
 
 
 def run_request(run: list[DirtyChunk]) -> RunRequest:
@@ -164,12 +159,9 @@ def run_request(run: list[DirtyChunk]) -> RunRequest:
         "jobping/chunks": ",".join(chunk.chunk_key for chunk in run),
         "jobping/pending_jobs": str(sum(chunk.jobs for chunk in run)),
     }
-    run_key = "|".join(chunk.run_key for chunk in run)
-    if len(run) == 1:
-        return RunRequest(run_key=run_key, partition_key=run[0].chunk_key, tags=tags)
+    partition_key, range_tags = run_partitions([chunk.chunk_key for chunk in run])
     return RunRequest(
-        run_key=run_key,
-        tags={**tags, **range_tags(run[0].chunk_key, run[-1].chunk_key)},
+        run_key="|".join(chunk.run_key for chunk in run), partition_key=partition_key, tags={**tags, **range_tags}
     )
 
 
