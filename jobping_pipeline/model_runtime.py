@@ -79,18 +79,24 @@ def _onnxruntime_session(path: Path, threads: int):
 OPENVINO_PRECISIONS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
 
 
+# OpenVINO keeps what it compiled for this CPU here (beside the converted model): a later
+# process loads it in ~0.13 s instead of compiling again (~0.3-0.5 s measured on 2 cores).
+OPENVINO_COMPILED = "openvino-compiled"
+
+
 def _openvino_request(path: Path, threads: int, precision: str):
     import openvino
 
-    compiled = openvino.Core().compile_model(
-        str(path),
-        "CPU",
-        {
-            "PERFORMANCE_HINT": "LATENCY",
-            "INFERENCE_NUM_THREADS": threads,
-            "INFERENCE_PRECISION_HINT": OPENVINO_PRECISIONS[precision],
-        },
-    )
+    core = openvino.Core()
+    config = {
+        "PERFORMANCE_HINT": "LATENCY",
+        "INFERENCE_NUM_THREADS": threads,
+        "INFERENCE_PRECISION_HINT": OPENVINO_PRECISIONS[precision],
+    }
+    try:
+        compiled = core.compile_model(str(path), "CPU", {**config, "CACHE_DIR": str(path.parent / OPENVINO_COMPILED)})
+    except RuntimeError:  # a read-only model cache: compiled in this process only
+        compiled = core.compile_model(str(path), "CPU", config)
     request = compiled.create_infer_request()
     names = [item.get_any_name() for item in compiled.inputs]
     return (lambda feeds: request.infer(feeds)[0]), names

@@ -2,6 +2,7 @@
 quantized, a model id of their own), start without torch, are converted once and cached, and bad
 combinations are refused by name."""
 
+import shutil
 import subprocess
 import sys
 
@@ -12,6 +13,7 @@ from jobping_pipeline import encoder as encoder_module
 from jobping_pipeline import model_export
 from jobping_pipeline.demo import generate_jobs
 from jobping_pipeline.encoder import ModelSpec, bundled_model_path, load_encoder, resolve_backend
+from jobping_pipeline.model_runtime import OPENVINO_COMPILED, ConvertedModel
 from jobping_pipeline.settings import ConfigError, load_settings
 from jobping_pipeline.texts import build_text
 
@@ -73,6 +75,16 @@ def test_conversions_are_cached_by_model_backend_and_cpu(tmp_path, monkeypatch):
     monkeypatch.setattr(model_export, "cpu_flags", lambda: ("avx2", "avx512_vnni"))
     assert model_export.conversion_key(bundled_model_path(), 256, "onnx", "int8") != other_cpu
     assert model_export.conversion_key(bundled_model_path(), 128, "openvino", "none") != folder.name
+
+
+def test_openvino_keeps_what_it_compiled_and_still_runs_where_it_cannot_write(tmp_path):
+    folder = load_encoder(ModelSpec(backend="openvino")).model.folder
+    assert any((folder / OPENVINO_COMPILED).iterdir()), "the next process loads the compiled model"
+    blocked = tmp_path / "read-only"
+    shutil.copytree(folder, blocked, ignore=shutil.ignore_patterns(OPENVINO_COMPILED))
+    (blocked / OPENVINO_COMPILED).symlink_to("/proc/no-such-folder")  # OpenVINO cannot create it: it raises
+    vectors = ConvertedModel(blocked, "openvino").encode(TEXTS[:4], batch_size=4)
+    assert vectors.shape == (4, 384) and np.isfinite(vectors).all()
 
 
 def test_auto_picks_openvino_with_native_bf16_onnx_on_other_cpus_and_torch_for_gpus(monkeypatch):
