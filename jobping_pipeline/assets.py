@@ -17,7 +17,9 @@ from dagster import (
     asset,
 )
 
+from jobping_pipeline import encoding_ahead
 from jobping_pipeline.store import JobStore, ProblemJob
+from jobping_pipeline.encoder import ModelSpec
 from jobping_pipeline.embedding import ChunkReport, EmbeddingFailed, embed_chunk_with_retries
 from jobping_pipeline.partitions import CHUNKS_PER_RUN, job_chunks
 from jobping_pipeline.progress import chunk_finished
@@ -145,26 +147,41 @@ def _embed_chunks(context, store: JobStore, embedding_model: EmbeddingModel, chu
     # A range run (from the sensor: up to 10 dirty chunks, however far apart) skips the chunks
     # in between that are up to date, with one query instead of a read per chunk.
     with_work = {key for key, _ in store.chunks_with_pending_work(encoder.model_id)} if len(chunk_keys) > 1 else None
-    for chunk_key in chunk_keys:
-        if with_work is not None and chunk_key not in with_work:
-            reports.append(ChunkReport(chunk_key=chunk_key))
-            continue
-        error_message = None
-        try:
-            report = embed_chunk_with_retries(store, encoder, chunk_key, batch_size, log=context.log)
-        except EmbeddingFailed as error:
-            error_message = str(error)
-            context.log.error(error_message)
-            report = error.report or ChunkReport(chunk_key=chunk_key)
-        context.log.info(
-            f"chunk {chunk_key}: {report.jobs} jobs, {report.embedded} embedded, "
-            f"{report.unchanged} unchanged, {report.deleted} deleted, {report.failed} failed, "
-            f"{report.jobs_per_second:.1f} jobs/s (model {report.encode_seconds:.1f}s, "
-            f"database {report.database_seconds:.1f}s)"
-        )
-        reports.append(report)
-        chunk_finished(report, error_message)
+    ahead = encoding_ahead.active_for(encoder)  # the CLI's backfill: encoded while Dagster worked
+    own_ahead = None
+    if ahead is None and with_work is not None and len(with_work) > 1 and isinstance(encoder.spec, ModelSpec):
+        # Chunk n+1 is encoded while chunk n is written and the next one read.
+        ordered = [key for key in chunk_keys if key in with_work]
+        ahead = own_ahead = encoding_ahead.encode_ahead_of(encoder, store, batch_size, ordered)
+    try:
+        for chunk_key in chunk_keys:
+            if with_work is not None and chunk_key not in with_work:
+                reports.append(ChunkReport(chunk_key=chunk_key))
+                continue
+            reports.append(_embed_and_report(context, store, encoder, chunk_key, batch_size, ahead))
+    finally:
+        if own_ahead is not None:
+            own_ahead.stop(wait=False)  # done, or the run is failing: its thread ends at the next group
     return reports
+
+
+def _embed_and_report(context, store: JobStore, encoder, chunk_key: str, batch_size: int, ahead) -> ChunkReport:
+    """One chunk: embedded, logged, and told to this process's chunk listeners."""
+    error_message = None
+    try:
+        report = embed_chunk_with_retries(store, encoder, chunk_key, batch_size, log=context.log, ahead=ahead)
+    except EmbeddingFailed as error:
+        error_message = str(error)
+        context.log.error(error_message)
+        report = error.report or ChunkReport(chunk_key=chunk_key)
+    context.log.info(
+        f"chunk {chunk_key}: {report.jobs} jobs, {report.embedded} embedded, "
+        f"{report.unchanged} unchanged, {report.deleted} deleted, {report.failed} failed, "
+        f"{report.jobs_per_second:.1f} jobs/s (model {report.encode_seconds:.1f}s, "
+        f"database {report.database_seconds:.1f}s)"
+    )
+    chunk_finished(report, error_message)
+    return report
 
 
 with warnings.catch_warnings():

@@ -17,6 +17,7 @@ from dagster import AssetCheckSeverity, DagsterEventType, DagsterInstance
 from jobping_pipeline.store import Coverage, JobStore
 from jobping_pipeline.definitions import EMBED_JOB, build_definitions
 from jobping_pipeline.embedding import ChunkReport
+from jobping_pipeline.encoding_ahead import EncodingAhead, encoding_ahead_for_runs, start_encoding_ahead
 from jobping_pipeline.partitions import JOB_CHUNKS, in_runs, run_partitions
 from jobping_pipeline.progress import bar, listening_to_chunks
 from jobping_pipeline.resources import resolved
@@ -92,11 +93,7 @@ def _run_failure_message(result) -> str:
 def register(store: JobStore, instance: DagsterInstance, encoder) -> tuple[list[str], list[str]]:
     """Setup (idempotent), lost vectors queued again, chunks for every job not yet in one, and
     their partition keys in Dagster. Returns setup's changes and the new chunk keys."""
-    changes = store.setup(encoder.dimensions)  # queues every job without state (one table scan)
-    lost = store.requeue_lost_vectors()  # vectors removed behind the triggers' back (one more)
-    if lost:
-        changes.append(f"{lost} jobs whose vector was removed behind the pipeline's back queued again")
-    new_keys = store.register_chunks(scan_table=False)
+    changes, new_keys = store.prepare_chunks(encoder.dimensions)
     sync_partitions(instance, store.chunk_keys())
     return changes, new_keys
 
@@ -114,31 +111,51 @@ def run_backfill(
     *,
     defer_vector_indexes: bool = False,
     timings: dict[str, float] | None = None,
+    ahead: EncodingAhead | None = None,
+    started: float | None = None,
 ) -> BackfillResult:
     """Embed every job that needs it; returns what happened, coverage included.
 
     With ``defer_vector_indexes``, HNSW/IVFFlat indexes on the embedding column are dropped for
     the backfill and rebuilt at its end (their definitions are kept in the state schema, so an
     interrupted backfill's indexes are rebuilt by the next setup). ``timings``: seconds already
-    spent (the CLI's imports and instance), reported with the backfill's own phases."""
-    timings = dict(timings or {})
+    spent (the CLI's imports and instance), reported with the backfill's own phases. ``ahead``:
+    the thread that loads the model, plans and encodes ahead of the runs, if already started
+    (:func:`start_encoding_ahead`); started here otherwise. ``started``: the ``time.perf_counter()``
+    the timings count from (the process's start, for the CLI; this call's, by default)."""
+    started = time.perf_counter() if started is None else started
+    ahead = ahead or start_encoding_ahead(settings)
+    try:
+        return _run_planned_backfill(settings, instance, say, ahead, defer_vector_indexes, dict(timings or {}), started)
+    except BackfillInterrupted:
+        ahead.stop(wait=False)  # a signal: leave now, the model call under way ends with the process
+        raise
+    finally:
+        ahead.stop()
+
+
+def _run_planned_backfill(
+    settings, instance, say, ahead: EncodingAhead, defer_vector_indexes: bool, timings, started: float
+) -> BackfillResult:
     clock = time.perf_counter()
     definitions = build_definitions(settings)
-    encoder = resolved(definitions.resources["embedding_model"]).encoder()
     store = resolved(definitions.resources["jobs_database"]).store()
-    timings["model"], clock = time.perf_counter() - clock, time.perf_counter()
-    changes, new_keys = register(store, instance, encoder)
-    for change in changes:
+    timings["definitions"], clock = time.perf_counter() - clock, time.perf_counter()
+    encoder, plan = ahead.prepared()
+    timings["waiting for the model and chunks"], clock = time.perf_counter() - clock, time.perf_counter()
+    if encoder is not resolved(definitions.resources["embedding_model"]).encoder():
+        raise AssertionError("the backfill's runs and its encoding ahead must share one encoder")
+    sync_partitions(instance, plan.chunk_keys)
+    for change in plan.changes:
         say(f"setup: {change}")
-    all_keys = store.chunk_keys()
-    pending = store.chunks_with_pending_work(encoder.model_id)
+    pending = plan.pending
     total_jobs = sum(count for _, count in pending)
     say(
-        f"{len(all_keys)} chunks ({len(new_keys)} new), {len(pending)} with pending work, "
+        f"{len(plan.chunk_keys)} chunks ({len(plan.new_keys)} new), {len(pending)} with pending work, "
         f"{total_jobs} jobs to embed with {encoder.model_id} on {encoder.device}"
     )
     indexes = store.vector_indexes()
-    timings["setup and chunks"], clock = time.perf_counter() - clock, time.perf_counter()
+    timings["partitions and indexes"], clock = time.perf_counter() - clock, time.perf_counter()
     if indexes and defer_vector_indexes and total_jobs:
         dropped = store.defer_vector_indexes()
         say(f"vector indexes dropped for the backfill, rebuilt at its end: {', '.join(dropped)}")
@@ -148,8 +165,10 @@ def run_backfill(
             f"write also updates it ({total_jobs} jobs pending). Pass --defer-vector-indexes to drop "
             "it now and build it once at the end (search has no index meanwhile)."
         )
+    runs_from = time.perf_counter() - started
     try:
-        result = _materialize_pending(definitions, instance, pending, total_jobs, say)
+        with encoding_ahead_for_runs(ahead):
+            result = _materialize_pending(definitions, instance, pending, total_jobs, say)
     finally:
         for name in store.restore_vector_indexes():
             say(f"vector index {name} rebuilt")
@@ -159,6 +178,12 @@ def run_backfill(
     result.coverage = store.state_coverage(encoder.model_id)
     timings["coverage"] = time.perf_counter() - clock
     result.timings = timings
+    if ahead.first_encode_at is not None:
+        say(
+            f"encoding thread: model loaded in {ahead.seconds['model']:.1f} s, setup and chunks "
+            f"{ahead.seconds['setup and chunks']:.1f} s, model at work from {ahead.first_encode_at - started:.1f} s "
+            f"(the first run from {runs_from:.1f} s); {ahead.texts_encoded} texts encoded there"
+        )
     say("timings: " + ", ".join(f"{phase} {seconds:.1f} s" for phase, seconds in timings.items()))
     say(describe_coverage(result.coverage) + f" ({result.jobs_embedded} embedded in {format_duration(result.seconds)})")
     return result

@@ -106,29 +106,6 @@ def _seconds_since_process_start() -> float:
         return 0.0
 
 
-def _start_loading_the_model(settings) -> None:
-    """Load (and warm up) the model in a thread while the Dagster instance starts: the backfill's own
-    ``encoder()`` call then finds it loaded (or waits for it). A failure is not swallowed: that
-    call loads again and raises it."""
-    import threading
-
-    from jobping_pipeline.encoder import ModelSpec, load_encoder, spec_from_settings
-
-    spec = spec_from_settings(settings)
-
-    def load() -> None:
-        try:
-            encoder = load_encoder(spec)
-            if isinstance(spec, ModelSpec):  # a local model; an API is never called for nothing
-                # The runtime's first call at the longest shape sets up its buffers (~0.3 s):
-                # done here, on the core that Dagster's imports leave idle, not in the first run.
-                encoder.encode(["warm-up " * 300] * 16, batch_size=16)
-        except Exception:  # noqa: BLE001 - raised again by the backfill's own load
-            pass
-
-    threading.Thread(target=load, name="model-load", daemon=True).start()
-
-
 def _hold_storage_connections(instance) -> None:
     """dagster-postgres opens a new connection for every event it stores (about 60 per run, a
     fifth of a run's own cost); a backfill making many runs in one process keeps a pooled one
@@ -142,8 +119,14 @@ def _backfill(args: argparse.Namespace) -> int:
     import signal
     import time
 
+    from jobping_pipeline.encoding_ahead import start_encoding_ahead
+
+    started = time.perf_counter() - _seconds_since_process_start()
     settings = load_settings()
-    _start_loading_the_model(settings)  # before Dagster's imports, which take most of the start
+    ensure_dagster_home()
+    # Loads the model, plans the chunks and encodes the first ones while Dagster's imports and
+    # instance take the main thread (about 2 s of the start on 2 cores).
+    ahead = start_encoding_ahead(settings)
 
     from dagster import DagsterInstance
 
@@ -151,11 +134,15 @@ def _backfill(args: argparse.Namespace) -> int:
 
     timings = {"imports": _seconds_since_process_start()}
     clock = time.perf_counter()
-    ensure_dagster_home()
     # SIGTERM (kill, a container stop) behaves like Ctrl-C: stop at a batch boundary, keep what
     # was committed. Dagster maps both to an interrupt inside each run.
     signal.signal(signal.SIGTERM, signal.getsignal(signal.SIGINT))
-    with DagsterInstance.get() as instance:
+    try:
+        instance = DagsterInstance.get()
+    except BaseException:
+        ahead.stop(wait=False)  # run_backfill stops it from here on
+        raise
+    with instance:
         _hold_storage_connections(instance)
         timings["Dagster instance"] = time.perf_counter() - clock
         try:
@@ -165,6 +152,8 @@ def _backfill(args: argparse.Namespace) -> int:
                 say=lambda line: print(line, flush=True),
                 defer_vector_indexes=args.defer_vector_indexes,
                 timings=timings,
+                ahead=ahead,
+                started=started,
             )
         except BackfillInterrupted as stopped:
             print(

@@ -2,7 +2,8 @@
 
 read the chunk (one query) -> build texts -> hash -> skip unchanged -> encode each distinct text
 once, longest first, 8 batches per model call -> write each call's vectors (one UPDATE + their
-state, one transaction) while the model encodes the next.
+state, one transaction) while the model encodes the next. Vectors that a thread encoded ahead of
+the run (:mod:`jobping_pipeline.encoding_ahead`) are taken for the texts they were made from.
 """
 
 from __future__ import annotations
@@ -12,12 +13,12 @@ import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, Sequence
 
 import numpy as np
 import psycopg
 
-from jobping_pipeline.store import DatabaseUnavailable, JobStore
+from jobping_pipeline.store import ChunkRow, DatabaseUnavailable, JobStore
 from jobping_pipeline.encoder import Encoder
 from jobping_pipeline.settings import redact_url
 from jobping_pipeline.texts import build_text, text_hash
@@ -67,6 +68,16 @@ class _Pending:
     versions: dict[Any, int] = field(default_factory=dict)
 
 
+class VectorsAhead(Protocol):
+    """Vectors encoded before the run asked for them (:class:`encoding_ahead.EncodingAhead`)."""
+
+    def vectors(self, chunk_key: str, texts: Sequence[str]) -> dict[str, np.ndarray]:
+        """Those of ``texts`` that were encoded ahead, by text (waits for the ones under way)."""
+
+    def finished(self, chunk_key: str) -> None:
+        """The run is done with the chunk: what was encoded for it is let go."""
+
+
 def _validate(vectors: np.ndarray, count: int, dimensions: int) -> None:
     if vectors.shape != (count, dimensions):
         raise EmbeddingFailed(
@@ -76,30 +87,37 @@ def _validate(vectors: np.ndarray, count: int, dimensions: int) -> None:
         raise EmbeddingFailed("model returned NaN or infinite values; nothing of this batch was written")
 
 
-def embed_chunk(store: JobStore, encoder: Encoder, chunk_key: str, batch_size: int) -> ChunkReport:
+def embed_chunk(
+    store: JobStore, encoder: Encoder, chunk_key: str, batch_size: int, ahead: VectorsAhead | None = None
+) -> ChunkReport:
     """Bring every job of ``chunk_key`` up to date with ``encoder``. Jobs that cannot be
     embedded are recorded with their reason and raised as :class:`EmbeddingFailed` once every
-    other job of the chunk is written.
+    other job of the chunk is written. ``ahead``: vectors of this encoder encoded before the run,
+    used for the texts they were made from (the others are encoded here).
 
     Holds the chunk's advisory lock throughout, so a concurrent run of the same chunk waits and
     then finds nothing left to do."""
     started = time.perf_counter()
     report = ChunkReport(chunk_key=chunk_key)
     failures: dict[str, list[Any]] = {}
-    with store.chunk_lock(chunk_key), store.connect() as connection:
-        try:
-            pending = _read_pending(store, encoder, connection, chunk_key, report, failures)
-            texts = sorted(pending.ids_by_text, key=len, reverse=True)
-            report.distinct_texts = len(texts)
-            if "" in pending.ids_by_text:
-                texts.remove("")
-                failures["no text to embed: every text column is empty or NULL"] = pending.ids_by_text[""]
-            if texts:
-                _encode_and_write(store, encoder, texts, pending, batch_size, report, failures)
-        finally:
-            report.wall_seconds = time.perf_counter() - started
-        if failures:
-            _record_and_raise(store, failures, report)
+    try:
+        with store.chunk_lock(chunk_key), store.connect() as connection:
+            try:
+                pending = _read_pending(store, encoder, connection, chunk_key, report, failures)
+                texts = sorted(pending.ids_by_text, key=len, reverse=True)
+                report.distinct_texts = len(texts)
+                if "" in pending.ids_by_text:
+                    texts.remove("")
+                    failures["no text to embed: every text column is empty or NULL"] = pending.ids_by_text[""]
+                if texts:
+                    _encode_and_write(store, encoder, texts, pending, batch_size, report, failures, chunk_key, ahead)
+            finally:
+                report.wall_seconds = time.perf_counter() - started
+            if failures:
+                _record_and_raise(store, failures, report)
+    finally:
+        if ahead is not None:
+            ahead.finished(chunk_key)
     return report
 
 
@@ -115,6 +133,7 @@ def embed_chunk_with_retries(
     attempts: int = 5,
     first_delay: float = 2.0,
     log=logger,
+    ahead: VectorsAhead | None = None,
 ) -> ChunkReport:
     """:func:`embed_chunk`, retried with exponential backoff (2, 4, 8, 16 s) when the database
     drops the connection or restarts. What was committed before the drop is not redone; a
@@ -122,7 +141,7 @@ def embed_chunk_with_retries(
     delay = first_delay
     for attempt in range(1, attempts + 1):
         try:
-            return embed_chunk(store, encoder, chunk_key, batch_size)
+            return embed_chunk(store, encoder, chunk_key, batch_size, ahead)
         except TRANSIENT_ERRORS as error:
             if attempt == attempts:
                 raise DatabaseUnavailable(
@@ -162,9 +181,8 @@ def _read_pending(
         if not row.exists:
             unseen.append(row.job_id)
             continue
-        text = build_text(row.values, template, columns)
-        digest = text_hash(text)
-        if row.has_embedding and row.model_id == model_id and row.text_hash == digest:
+        text, digest, up_to_date = _job_text(row, template, columns, model_id)
+        if up_to_date:
             if row.embedded_version != row.text_version:
                 unchanged_ids.append(row.job_id)
                 unchanged_hashes.append(digest)
@@ -183,6 +201,26 @@ def _read_pending(
     connection.commit()  # no transaction stays open while the model works
     report.database_seconds += time.perf_counter() - database_started
     return pending
+
+
+def _job_text(row: ChunkRow, template: str, columns: Sequence[str], model_id: str) -> tuple[str, bytes, bool]:
+    """The job's text, its hash, and whether its vector was made from that text by this model."""
+    text = build_text(row.values, template, columns)
+    digest = text_hash(text)
+    return text, digest, row.has_embedding and row.model_id == model_id and row.text_hash == digest
+
+
+def texts_to_encode(store: JobStore, encoder: Encoder, connection, chunk_key: str) -> list[str]:
+    """The distinct texts a run of ``chunk_key`` would encode now, longest first (its order),
+    read without writing anything: what a thread encoding ahead of the runs works on."""
+    template, columns = encoder.spec.text_template, store.inspect().text_columns
+    texts = {}
+    for row in store.read_chunk(connection, chunk_key, encoder.model_id):
+        if row.exists:
+            text, _, up_to_date = _job_text(row, template, columns, encoder.model_id)
+            if text and not up_to_date:
+                texts[text] = None
+    return sorted(texts, key=len, reverse=True)
 
 
 def _record_and_raise(store: JobStore, failures: dict[str, list[Any]], report: ChunkReport) -> None:
@@ -234,6 +272,22 @@ def _encode_isolating_failures(
     return texts, (np.stack(rows) if rows else np.empty((0, encoder.dimensions), dtype=np.float32))
 
 
+def _encode_group(
+    encoder: Encoder, group: list[str], batch_size: int, failed_texts: dict[str, str], ready: dict[str, np.ndarray]
+) -> tuple[list[str], np.ndarray]:
+    """The group's vectors in its order: ``ready`` ones as they are, the others encoded now."""
+    if not ready:
+        return _encode_isolating_failures(encoder, group, batch_size, failed_texts)
+    missing = [text for text in group if text not in ready]
+    if missing:
+        encoded_texts, encoded = _encode_isolating_failures(encoder, missing, batch_size, failed_texts)
+        ready = {**ready, **dict(zip(encoded_texts, encoded))}
+    texts = [text for text in group if text in ready]
+    vectors = np.stack([ready[text] for text in texts]) if texts else np.empty((0, encoder.dimensions), dtype=np.float32)
+    _validate(vectors, len(texts), encoder.dimensions)
+    return texts, vectors
+
+
 class _WriteFailed(Exception):
     """A write failed; its jobs are in ``failures``. Stops the chunk: the next write would too."""
 
@@ -255,10 +309,13 @@ def _encode_and_write(
     batch_size: int,
     report: ChunkReport,
     failures: dict[str, list[Any]],
+    chunk_key: str,
+    ahead: VectorsAhead | None,
 ) -> None:
     """Encode group n+1 (``BATCHES_PER_MODEL_CALL`` batches in one model call) while a writer
     thread writes group n in one statement (at most one write in flight). Jobs that cannot be
-    encoded or written go into ``failures`` with the reason; every other job is written.
+    encoded or written go into ``failures`` with the reason; every other job is written. Texts
+    encoded ``ahead`` take those vectors and cost the model nothing here.
 
     Interrupted (a signal, a run terminated from the UI), it stops at a batch boundary: the write
     in flight finishes and commits, nothing else starts."""
@@ -301,8 +358,9 @@ def _encode_and_write(
             for start in range(0, len(texts), group_size):
                 encode_started = time.perf_counter()
                 failed_texts: dict[str, str] = {}
-                batch, vectors = _encode_isolating_failures(
-                    encoder, texts[start : start + group_size], batch_size, failed_texts
+                batch, vectors = _encode_group(
+                    encoder, texts[start : start + group_size], batch_size, failed_texts,
+                    ahead.vectors(chunk_key, texts[start : start + group_size]) if ahead is not None else {},
                 )
                 for text, reason in failed_texts.items():
                     fail(reason, pending.ids_by_text[text])

@@ -91,14 +91,20 @@ class Encoder:
         self.device: str = str(model.device)
         self.precision: str = resolve_precision(spec.precision, self.device)
         self.calls = 0
+        self.model_lock = threading.Lock()
 
     @property
     def model_id(self) -> str:
         return self.spec.model_id
 
     def encode(self, texts: Sequence[str], batch_size: int) -> np.ndarray:
-        """Unit-length float32 vectors, one row per text, in input order."""
-        self.calls += 1
+        """Unit-length float32 vectors, one row per text, in input order. One call at a time
+        (a run and the thread encoding ahead of it share the model): each uses every core."""
+        with self.model_lock:
+            self.calls += 1
+            return self._encode(texts, batch_size)
+
+    def _encode(self, texts: Sequence[str], batch_size: int) -> np.ndarray:
         with self._compute_context():
             vectors = self.model.encode(
                 cut_for_tokenizer(texts, self.model.max_seq_length),
@@ -139,9 +145,9 @@ class ConvertedEncoder(Encoder):
         self.device = "cpu"
         self.precision = precision if spec.quantization == "none" else spec.quantization
         self.calls = 0
+        self.model_lock = threading.Lock()
 
-    def encode(self, texts: Sequence[str], batch_size: int) -> np.ndarray:
-        self.calls += 1
+    def _encode(self, texts: Sequence[str], batch_size: int) -> np.ndarray:
         return self.model.encode(cut_for_tokenizer(texts, self.model.max_seq_length), batch_size=batch_size)
 
 

@@ -24,6 +24,16 @@ from jobping_pipeline.store.writes import ChunkRow, WriteStore
 class JobStore(SetupStore, ChunkStore, WriteStore, CoverageStore, SearchStore):
     """One configured jobs table and the pipeline's state schema next to it."""
 
+    def prepare_chunks(self, dimensions: int) -> tuple[list[str], list[str]]:
+        """What a backfill does before its runs: setup (idempotent; queues every job without
+        state, one table scan), vectors removed behind the pipeline's back queued again (one
+        more), chunks for every queued job. Returns setup's changes and the new chunk keys."""
+        changes = self.setup(dimensions)
+        lost = self.requeue_lost_vectors()
+        if lost:
+            changes.append(f"{lost} jobs whose vector was removed behind the pipeline's back queued again")
+        return changes, self.register_chunks(scan_table=False)
+
 
 __all__ = [
     "ChunkRow",
