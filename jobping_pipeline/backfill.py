@@ -125,13 +125,15 @@ def run_backfill(
     the timings count from (the process's start, for the CLI; this call's, by default)."""
     started = time.perf_counter() if started is None else started
     ahead = ahead or start_encoding_ahead(settings)
+    interrupted = False
     try:
         return _run_planned_backfill(settings, instance, say, ahead, defer_vector_indexes, dict(timings or {}), started)
-    except BackfillInterrupted:
-        ahead.stop(wait=False)  # a signal: leave now, the model call under way ends with the process
+    except (BackfillInterrupted, KeyboardInterrupt):
+        interrupted = True
         raise
     finally:
-        ahead.stop()
+        # After a signal, leave now: the model call under way ends with the process.
+        ahead.stop(wait=not interrupted)
 
 
 def _run_planned_backfill(

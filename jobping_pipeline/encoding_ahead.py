@@ -228,8 +228,7 @@ class ChunkPlan:
 
 
 def plan_chunks(store: JobStore, encoder: AnyEncoder) -> tuple[ChunkPlan, list[str]]:
-    """The backfill's preparation, run by its :class:`EncodingAhead`
-    thread once the model is
+    """The backfill's preparation, run by its :class:`EncodingAhead` thread once the model is
     loaded: the plan, and the chunks to encode ahead (those with pending work, in run order)."""
     changes, new_keys = store.prepare_chunks(encoder.dimensions)
     pending = store.chunks_with_pending_work(encoder.model_id)
