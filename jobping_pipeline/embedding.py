@@ -78,7 +78,7 @@ class VectorsAhead(Protocol):
         """The run is done with the chunk: what was encoded for it is let go."""
 
 
-def _validate(vectors: np.ndarray, count: int, dimensions: int) -> None:
+def validate_vectors(vectors: np.ndarray, count: int, dimensions: int) -> None:
     if vectors.shape != (count, dimensions):
         raise EmbeddingFailed(
             f"model returned an array of shape {vectors.shape}, expected ({count}, {dimensions})"
@@ -254,7 +254,7 @@ def _encode_isolating_failures(
     cannot handle costs only its own jobs. Failed texts land in ``failed_texts`` with the reason."""
     try:
         vectors = encoder.encode(batch, batch_size=batch_size)
-        _validate(vectors, len(batch), encoder.dimensions)
+        validate_vectors(vectors, len(batch), encoder.dimensions)
         return batch, vectors
     except Exception:  # noqa: BLE001 - retried text by text below, every failure is recorded
         pass
@@ -263,7 +263,7 @@ def _encode_isolating_failures(
     for text in batch:
         try:
             vector = encoder.encode([text], batch_size=1)
-            _validate(vector, 1, encoder.dimensions)
+            validate_vectors(vector, 1, encoder.dimensions)
         except Exception as error:  # noqa: BLE001 - recorded per job and raised after the chunk
             failed_texts[text] = f"encode failed: {_describe(error)}"
             continue
@@ -284,7 +284,7 @@ def _encode_group(
         ready = {**ready, **dict(zip(encoded_texts, encoded))}
     texts = [text for text in group if text in ready]
     vectors = np.stack([ready[text] for text in texts]) if texts else np.empty((0, encoder.dimensions), dtype=np.float32)
-    _validate(vectors, len(texts), encoder.dimensions)
+    validate_vectors(vectors, len(texts), encoder.dimensions)
     return texts, vectors
 
 

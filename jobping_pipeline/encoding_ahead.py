@@ -26,7 +26,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from jobping_pipeline.embedding import BATCHES_PER_MODEL_CALL, texts_to_encode
+from jobping_pipeline.embedding import BATCHES_PER_MODEL_CALL, texts_to_encode, validate_vectors
 from jobping_pipeline.encoder import AnyEncoder, EncoderSpec, ModelSpec, load_encoder, spec_from_settings
 from jobping_pipeline.settings import Settings
 from jobping_pipeline.store import JobStore
@@ -209,10 +209,8 @@ class EncodingAhead:
             self.first_encode_at = time.perf_counter()
         try:
             vectors = self.encoder.encode(group, batch_size=self.batch_size)
+            validate_vectors(vectors, len(group), self.encoder.dimensions)
         except Exception:  # noqa: BLE001 - the run encodes these texts again and records the error
-            return None
-        dimensions = self.encoder.dimensions
-        if vectors.shape != (len(group), dimensions) or not np.isfinite(vectors).all():
             return None
         return vectors
 
