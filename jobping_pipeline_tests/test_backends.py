@@ -12,7 +12,7 @@ import pytest
 from jobping_pipeline import encoder as encoder_module
 from jobping_pipeline import model_export
 from jobping_pipeline.demo import generate_jobs
-from jobping_pipeline.encoder import ModelSpec, bundled_model_path, load_encoder, resolve_backend
+from jobping_pipeline.encoder import ModelSpec, bundled_model_path, cpu_has_bf16, load_encoder, resolve_backend
 from jobping_pipeline.model_runtime import OPENVINO_COMPILED, ConvertedModel
 from jobping_pipeline.settings import ConfigError, load_settings
 from jobping_pipeline.texts import build_text
@@ -85,6 +85,38 @@ def test_openvino_keeps_what_it_compiled_and_still_runs_where_it_cannot_write(tm
     (blocked / OPENVINO_COMPILED).symlink_to("/proc/no-such-folder")  # OpenVINO cannot create it: it raises
     vectors = ConvertedModel(blocked, "openvino").encode(TEXTS[:4], batch_size=4)
     assert vectors.shape == (4, 384) and np.isfinite(vectors).all()
+
+
+@pytest.mark.parametrize("backend", ["onnx", "openvino"])
+def test_a_batch_that_fails_stops_the_encode_and_leaves_every_stream_ready(backend, monkeypatch):
+    shared = load_encoder(ModelSpec(backend=backend)).model
+    model = ConvertedModel(shared.folder, backend, precision="fp32", threads=2)
+    expected = model.encode(TEXTS, batch_size=4)
+    made = model._feeds
+    batches = []
+
+    def third_batch_broken(texts):
+        feeds, mask = made(texts)
+        batches.append(texts)
+        if len(batches) == 3:  # ids of another length than the mask: the runtime refuses the batch
+            feeds = {**feeds, "input_ids": feeds["input_ids"][:, :2]}
+        return feeds, mask
+
+    monkeypatch.setattr(model, "_feeds", third_batch_broken)
+    with pytest.raises(Exception):
+        model.encode(TEXTS, batch_size=4)
+    assert len(batches) <= 3 + 2 < len(TEXTS) // 4, "it stopped at the failure, not after every batch"
+    monkeypatch.undo()
+    again = model.encode(TEXTS, batch_size=4)  # every stream free, no batch of the failed call left in one
+    assert np.array_equal(again, expected)
+
+
+def test_streams_one_per_core_as_asked():
+    folder = load_encoder(ModelSpec(backend="openvino")).model.folder
+    for threads in (1, 2):
+        model = ConvertedModel(folder, "openvino", precision="bf16" if cpu_has_bf16() else "fp32", threads=threads)
+        assert model.streams.count == threads
+        assert model.encode(TEXTS[:5], batch_size=2).shape == (5, 384)
 
 
 def test_auto_picks_openvino_with_native_bf16_onnx_on_other_cpus_and_torch_for_gpus(monkeypatch):

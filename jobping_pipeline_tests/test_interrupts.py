@@ -21,8 +21,11 @@ FROM jobs j JOIN jobping_pipeline.job_state s ON s.job_id = j.id
 
 
 def test_sigterm_stops_the_backfill_at_a_batch_boundary(database_url, data_dir, dagster_home):
-    load_demo(make_settings(database_url), 160).setup(384)
-    env = {"JOBPING_DATABASE_URL": database_url, "JOBPING_CHUNK_SIZE": "80", "JOBPING_BATCH_SIZE": "4"}
+    # Ten chunks: the model, at most one chunk ahead of the runs, still has most of them to
+    # encode when the first is written. (Two chunks were both encoded before the first run
+    # began, and the runs then wrote all of them before the signal came.)
+    load_demo(make_settings(database_url), 400).setup(384)
+    env = {"JOBPING_DATABASE_URL": database_url, "JOBPING_CHUNK_SIZE": "40", "JOBPING_BATCH_SIZE": "4"}
     command = [str(Path(sys.executable).parent / "jobping-pipeline"), "backfill"]
     backfill = subprocess.Popen(
         command, env={**os.environ, **env}, cwd=PROJECT_DIR, stdout=subprocess.PIPE,
@@ -43,8 +46,8 @@ def test_sigterm_stops_the_backfill_at_a_batch_boundary(database_url, data_dir, 
     assert "Traceback" not in stderr
     with psycopg.connect(database_url) as connection:
         with_vector, fresh, recorded_without_vector = connection.execute(CONSISTENT).fetchone()
-    assert 32 <= with_vector < 160, "stopped part-way"
+    assert 32 <= with_vector < 400, "stopped part-way"
     assert with_vector == fresh and recorded_without_vector == 0, "every written vector has its state, and only those"
     again = subprocess.run(command, env={**os.environ, **env}, cwd=PROJECT_DIR, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert again.stdout.strip().splitlines()[-1].startswith("coverage 100.00%: 160 of 160")
+    assert again.stdout.strip().splitlines()[-1].startswith("coverage 100.00%: 400 of 400")
