@@ -58,8 +58,7 @@ class ConvertedModel:
             self.streams.finish(handle, lambda hidden: vectors.__setitem__(index, _mean_pooled_unit(hidden, mask)))
 
         try:
-            for start in range(0, len(texts), batch_size):
-                index = order[start : start + batch_size]
+            for index in _balanced_batches(order, batch_size, self.streams.count):
                 feeds, mask = self._feeds([texts[i] for i in index])
                 if len(in_flight) == self.streams.count:
                     finish_oldest()
@@ -82,6 +81,17 @@ class ConvertedModel:
             "token_type_ids": np.array([e.type_ids for e in encodings], dtype=np.int64),
         }
         return {name: feeds[name] for name in self.streams.input_names}, feeds["attention_mask"]
+
+
+def _balanced_batches(order: np.ndarray, batch_size: int, streams: int) -> list[np.ndarray]:
+    """``order`` cut into batches of at most ``batch_size``, as many as a multiple of ``streams``
+    and of equal size: every stream has a batch of about the same work until the end (a call of
+    64 texts runs as 2 x 32 on 2 cores; 479 as 8 x 60, not 7 x 64 and a last 31 run alone)."""
+    if len(order) == 0:
+        return []
+    count = -(-len(order) // batch_size)
+    count = min(len(order), -(-count // streams) * streams)
+    return np.array_split(order, count)
 
 
 def _settle(streams: "_Streams", in_flight: deque) -> None:
