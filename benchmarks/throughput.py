@@ -1,6 +1,7 @@
 """Throughput, quality and scale benchmark of jobping-pipeline, side by side in one run.
 
     python benchmarks/throughput.py --jobs 2000              # (a) bare model, (b) pipeline, (c) old system
+    python benchmarks/throughput.py --jobs 3600 --rounds 3   # (b) three times, (a) before and after each
     python benchmarks/throughput.py --jobs 2000 --quality    # + speed and recall@10 of each compute path
     python benchmarks/throughput.py --index-rows 3000        # + write rate with and without an HNSW index
     python benchmarks/throughput.py --scale 1000000          # everything that is not the model, at scale
@@ -40,6 +41,13 @@ OLD_SYSTEM_BATCH = 50
 
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def copy_database(admin_url: str, template: str, name: str) -> str:
+    with psycopg.connect(admin_url, autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        connection.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    return admin_url.replace("/postgres?", f"/{name}?", 1)
 
 
 def new_database(admin_url: str, name: str) -> str:
@@ -348,6 +356,7 @@ def measure_run_rss(admin_url: str, chunk_sizes: list[int]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--jobs", type=int, default=2000, help="demo jobs for (a)/(b)/(c); 0 skips them")
+    parser.add_argument("--rounds", type=int, default=1, help="(b) this many times between measurements of (a)")
     parser.add_argument("--chunk-size", type=int, default=1000)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--precision", default=os.environ.get("JOBPING_PRECISION", "auto"))
@@ -373,9 +382,10 @@ def main() -> None:
             f"model: {encoder.model_id}, backend {encoder.backend} on {encoder.device}, precision {encoder.precision}, "
             f"batch {args.batch_size}"
         )
-        pipeline_url = new_database(admin_url, "bench_pipeline")
+        template_url = new_database(admin_url, "bench_template")
+        load_demo_jobs(JobStore(settings_for(template_url)), generate_jobs(args.jobs, seed=1))
+        pipeline_url = copy_database(admin_url, "bench_template", "bench_pipeline")
         store = JobStore(settings_for(pipeline_url))
-        load_demo_jobs(store, generate_jobs(args.jobs, seed=1))
         texts = pipeline_texts(store)
         old_url = new_database(admin_url, "bench_old")
         old_store = JobStore(settings_for(old_url))
@@ -383,20 +393,36 @@ def main() -> None:
         old_store.setup(encoder.dimensions)
         encoder.encode(texts[:32], args.batch_size)  # warm-up, same for all
 
-        # (a) just before and just after (b), averaged: this machine's speed drifts by several
-        # percent from one half-minute to the next, more than the overhead being measured.
-        bare_before = measure_bare(encoder, texts, args.batch_size)
-        pipeline, timings, storage_created, encoding_thread = measure_cli_backfill(
-            pipeline_url, data_dir, args.chunk_size, args.batch_size, args.jobs
-        )
-        bare_after = measure_bare(encoder, texts, args.batch_size)
-        bare = Measured(len(texts), (bare_before.seconds + bare_after.seconds) / 2)
+        # (a) just before and just after each (b), averaged: this machine's speed drifts by several
+        # percent from one half-minute to the next, more than the overhead being measured. With
+        # --rounds N: a b a b ... a, (b)/(a) per round and its median.
+        bares = [measure_bare(encoder, texts, args.batch_size)]
+        rounds = []
+        for round_number in range(args.rounds):
+            url = pipeline_url if round_number == 0 else copy_database(admin_url, "bench_template", f"bench_pipeline_{round_number}")
+            rounds.append(measure_cli_backfill(url, data_dir, args.chunk_size, args.batch_size, args.jobs))
+            bares.append(measure_bare(encoder, texts, args.batch_size))
+
+        def bare_around(k: int) -> Measured:
+            return Measured(len(texts), (bares[k].seconds + bares[k + 1].seconds) / 2)
+
+        ratios = [rounds[k][0].rate / bare_around(k).rate for k in range(args.rounds)]
+        middle = sorted(range(args.rounds), key=lambda k: ratios[k])[args.rounds // 2]
+        pipeline, timings, storage_created, encoding_thread = rounds[middle]
+        bare = bare_around(middle)
         old = measure_old_system(old_url, encoder, store.inspect().text_columns, args.jobs)
         fp32 = measure_bare(load_encoder(ModelSpec(backend="torch", precision="fp32")), texts, args.batch_size)
         print(f"\n{args.jobs} demo jobs ({len(texts)} distinct texts), chunks of {args.chunk_size}")
+        if args.rounds > 1:
+            for k, ((measured, _, _, _), ratio) in enumerate(zip(rounds, ratios)):
+                print(
+                    f"  round {k + 1}: (a) {bares[k].seconds:.1f} s before, {bares[k + 1].seconds:.1f} s after; "
+                    f"(b) {measured.seconds:.1f} s; (b)/(a) {ratio:.3f}"
+                )
+            print(f"  the median round ({middle + 1}) below; (b)/(a) over the rounds: {', '.join(f'{r:.3f}' for r in ratios)}")
         print(
             f"  (a) bare model.encode of the distinct texts: {bare.rate:7.1f} texts/s  ({bare.seconds:.1f} s: "
-            f"{bare_before.seconds:.1f} s before (b), {bare_after.seconds:.1f} s after)"
+            f"{bares[middle].seconds:.1f} s before (b), {bares[middle + 1].seconds:.1f} s after)"
         )
         print(f"  (b) `jobping-pipeline backfill`, end to end:  {pipeline.rate:7.1f} jobs/s   ({pipeline.seconds:.1f} s, a new process)")
         print(f"  (c) old system (50 at a time, row UPDATEs):  {old.rate:7.1f} jobs/s   ({old.seconds:.1f} s)")
