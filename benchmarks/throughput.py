@@ -368,6 +368,8 @@ def main() -> None:
     parser.add_argument("--scale", type=int, default=0, help="jobs for the scale benchmark")
     parser.add_argument("--run-rss", default="", help="comma-separated chunk sizes: peak RSS of a run each")
     args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error("--rounds must be 1 or more")
 
     os.environ["JOBPING_PRECISION"] = args.precision
     os.environ["JOBPING_BACKEND"] = args.backend
