@@ -24,7 +24,7 @@ import warnings
 from importlib import metadata
 from pathlib import Path
 
-from jobping_pipeline.model_runtime import ONNX_FILE, OPENVINO_FILE
+from jobping_pipeline.model_runtime import INPUT_NAMES, ONNX_FILE, OPENVINO_FILE
 
 # Bump when the conversion itself changes: every cached conversion is then made again.
 CONVERSION_VERSION = "2"
@@ -120,7 +120,7 @@ def _export_onnx(model_folder: Path, path: Path, max_seq_length: int) -> Path:
             str(path),
             dynamo=False,
             opset_version=17,
-            input_names=["input_ids", "attention_mask", "token_type_ids"],
+            input_names=list(INPUT_NAMES),
             output_names=["last_hidden_state"],
             dynamic_axes={"input_ids": axes, "attention_mask": axes, "token_type_ids": axes, "last_hidden_state": axes},
         )
