@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import json
 import os
-from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+import queue
+from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
-from typing import Any, Callable, Protocol, Sequence
+from typing import Protocol, Sequence
 
 import numpy as np
 
@@ -45,32 +45,33 @@ class ConvertedModel:
             self.streams = _OpenVinoStreams(folder / OPENVINO_FILE, threads, precision)
         else:
             raise ValueError(f"backend must be onnx or openvino, not {backend!r}")
+        self._runner = ThreadPoolExecutor(max_workers=self.streams.count, thread_name_prefix="jobping-stream")
 
     def encode(self, texts: Sequence[str], batch_size: int) -> np.ndarray:
-        """Batch n+1 is tokenized and started while the streams still run the batches before it;
-        each batch is pooled as soon as its stream is done with it."""
+        """Batch n+1 is tokenized while the streams run the batches before it, and goes to the
+        first stream that is done, whichever batch that stream had (a short batch started after
+        a long one ends first); each stream pools its own batch."""
         order = np.argsort([-len(text) for text in texts], kind="stable")
         vectors = np.empty((len(texts), self.dimensions), dtype=np.float32)
-        in_flight: deque[tuple[Any, np.ndarray, np.ndarray]] = deque()
+        running: dict[Future, np.ndarray] = {}
 
-        def finish_oldest() -> None:
-            handle, index, mask = in_flight.popleft()
-            self.streams.finish(handle, lambda hidden: vectors.__setitem__(index, _mean_pooled_unit(hidden, mask)))
+        def collect(return_when: str) -> None:
+            done, _ = wait(running, return_when=return_when)
+            for future in done:
+                vectors[running.pop(future)] = future.result()
 
         try:
             for index in _balanced_batches(order, batch_size, self.streams.count):
                 feeds, mask = self._feeds([texts[i] for i in index])
-                if len(in_flight) == self.streams.count:
-                    finish_oldest()
-                in_flight.append((self.streams.start(feeds), index, mask))
-            while in_flight:
-                finish_oldest()
-        except Exception:
-            _settle(self.streams, in_flight)
-            self.streams.recover()  # a runtime may leave the stream that failed unusable
+                if len(running) == self.streams.count:
+                    collect(FIRST_COMPLETED)
+                running[self._runner.submit(self.streams.run, feeds, mask)] = index
+            collect(ALL_COMPLETED)
+        except BaseException as error:
+            wait(running)  # no stream may go on with a batch of this call
+            if isinstance(error, Exception):
+                self.streams.recover()  # a runtime may leave the stream that failed unusable
             raise
-        finally:
-            _settle(self.streams, in_flight)  # interrupted: no stream may go on with a batch of this call
         return vectors
 
     def _feeds(self, texts: list[str]) -> tuple[dict[str, np.ndarray], np.ndarray]:
@@ -94,11 +95,6 @@ def _balanced_batches(order: np.ndarray, batch_size: int, streams: int) -> list[
     return np.array_split(order, count)
 
 
-def _settle(streams: "_Streams", in_flight: deque) -> None:
-    while in_flight:
-        streams.settle(in_flight.popleft()[0])
-
-
 def _mean_pooled_unit(hidden: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
     mask = attention_mask.astype(np.float32)
     pooled = np.einsum("bl,bld->bd", mask, np.asarray(hidden, dtype=np.float32))
@@ -117,13 +113,8 @@ class _Streams(Protocol):
     count: int
     input_names: list[str]
 
-    def start(self, feeds: dict[str, np.ndarray]) -> Any: ...
-
-    def finish(self, handle: Any, take: Callable[[np.ndarray], None]) -> None:
-        """Waits for the batch and hands its last hidden state to ``take`` (valid during the call)."""
-
-    def settle(self, handle: Any) -> None:
-        """Waits for the batch and drops it, whatever happened to it."""
+    def run(self, feeds: dict[str, np.ndarray], mask: np.ndarray) -> np.ndarray:
+        """The batch's mean-pooled unit vectors; called from up to ``count`` threads at once."""
 
     def recover(self) -> None:
         """Makes every stream usable again after a batch failed."""
@@ -140,16 +131,9 @@ class _OnnxRuntimeStreams:
         self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.input_names = [item.name for item in self.session.get_inputs()]
         self.count = threads
-        self._runner = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="jobping-onnx")
 
-    def start(self, feeds: dict[str, np.ndarray]) -> Future:
-        return self._runner.submit(self.session.run, None, feeds)
-
-    def finish(self, handle: Future, take: Callable[[np.ndarray], None]) -> None:
-        take(handle.result()[0])
-
-    def settle(self, handle: Future) -> None:
-        wait([handle])
+    def run(self, feeds: dict[str, np.ndarray], mask: np.ndarray) -> np.ndarray:
+        return _mean_pooled_unit(self.session.run(None, feeds)[0], mask)
 
     def recover(self) -> None:
         pass  # a session keeps no state from one run to the next
@@ -189,26 +173,14 @@ class _OpenVinoStreams:
             compiled = self._core.compile_model(str(self._path), "CPU", self._config)
         self.input_names = [item.get_any_name() for item in compiled.inputs]
         self.count = int(compiled.get_property("NUM_STREAMS"))
-        self._idle = [compiled.create_infer_request() for _ in range(self.count)]
+        self._idle: queue.SimpleQueue = queue.SimpleQueue()
+        for _ in range(self.count):
+            self._idle.put(compiled.create_infer_request())
 
-    def start(self, feeds: dict[str, np.ndarray]) -> Any:
-        request = self._idle.pop()
+    def run(self, feeds: dict[str, np.ndarray], mask: np.ndarray) -> np.ndarray:
+        request = self._idle.get_nowait()  # a request per stream, a stream per calling thread
         try:
-            request.start_async(feeds)
-        except BaseException:
-            self._idle.append(request)
-            raise
-        return request
-
-    def finish(self, request: Any, take: Callable[[np.ndarray], None]) -> None:
-        try:
-            request.wait()
-            take(request.get_output_tensor(0).data)
+            request.infer(feeds, share_outputs=True)
+            return _mean_pooled_unit(request.get_output_tensor(0).data, mask)
         finally:
-            self._idle.append(request)
-
-    def settle(self, request: Any) -> None:
-        try:
-            self.finish(request, lambda hidden: None)
-        except Exception:  # noqa: BLE001 - the error that stopped the encode is the one raised
-            pass
+            self._idle.put(request)

@@ -5,6 +5,8 @@ combinations are refused by name."""
 import shutil
 import subprocess
 import sys
+import threading
+from concurrent.futures import Future
 
 import numpy as np
 import pytest
@@ -109,6 +111,36 @@ def test_a_batch_that_fails_stops_the_encode_and_leaves_every_stream_ready(backe
     monkeypatch.undo()
     again = model.encode(TEXTS, batch_size=4)  # every stream free, no batch of the failed call left in one
     assert np.array_equal(again, expected)
+
+
+@pytest.mark.parametrize("backend", ["onnx", "openvino"])
+def test_a_slow_batch_holds_up_only_its_own_stream(backend, monkeypatch):
+    shared = load_encoder(ModelSpec(backend=backend)).model
+    model = ConvertedModel(shared.folder, backend, precision="fp32", threads=2)
+    expected = model.encode(TEXTS, batch_size=4)
+    submit = model._runner.submit
+    started = []
+    last_started = threading.Event()
+
+    def first_batch_ends_after_the_last_starts(run, feeds, mask):
+        started.append(feeds)
+        if len(started) == len(TEXTS) // 4:
+            last_started.set()
+        if len(started) > 1:
+            return submit(run, feeds, mask)
+        slow: Future = Future()
+
+        def end_late():
+            if last_started.wait(60):
+                slow.set_result(submit(run, feeds, mask).result())
+            else:
+                slow.set_exception(AssertionError("the other stream waited for the slow batch"))
+
+        threading.Thread(target=end_late, daemon=True).start()
+        return slow
+
+    monkeypatch.setattr(model._runner, "submit", first_batch_ends_after_the_last_starts)
+    assert np.array_equal(model.encode(TEXTS, batch_size=4), expected)
 
 
 def test_streams_one_per_core_as_asked():
