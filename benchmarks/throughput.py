@@ -43,17 +43,11 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def copy_database(admin_url: str, template: str, name: str) -> str:
+def new_database(admin_url: str, name: str, template: str | None = None) -> str:
+    """An empty database ``name`` (dropped first if it exists), or a copy of ``template``."""
     with psycopg.connect(admin_url, autocommit=True) as connection:
         connection.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        connection.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
-    return admin_url.replace("/postgres?", f"/{name}?", 1)
-
-
-def new_database(admin_url: str, name: str) -> str:
-    with psycopg.connect(admin_url, autocommit=True) as connection:
-        connection.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        connection.execute(f'CREATE DATABASE "{name}"')
+        connection.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
     return admin_url.replace("/postgres?", f"/{name}?", 1)
 
 
@@ -386,7 +380,7 @@ def main() -> None:
         )
         template_url = new_database(admin_url, "bench_template")
         load_demo_jobs(JobStore(settings_for(template_url)), generate_jobs(args.jobs, seed=1))
-        pipeline_url = copy_database(admin_url, "bench_template", "bench_pipeline")
+        pipeline_url = new_database(admin_url, "bench_pipeline", template="bench_template")
         store = JobStore(settings_for(pipeline_url))
         texts = pipeline_texts(store)
         old_url = new_database(admin_url, "bench_old")
@@ -401,7 +395,7 @@ def main() -> None:
         bares = [measure_bare(encoder, texts, args.batch_size)]
         rounds = []
         for round_number in range(args.rounds):
-            url = pipeline_url if round_number == 0 else copy_database(admin_url, "bench_template", f"bench_pipeline_{round_number}")
+            url = pipeline_url if round_number == 0 else new_database(admin_url, f"bench_pipeline_{round_number}", template="bench_template")
             rounds.append(measure_cli_backfill(url, data_dir, args.chunk_size, args.batch_size, args.jobs))
             bares.append(measure_bare(encoder, texts, args.batch_size))
 
