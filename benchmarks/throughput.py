@@ -13,9 +13,11 @@ figures are printed. Ratios are measured in the same process, same model, same s
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
 import platform
 import resource
+import shutil
 import sys
 import tempfile
 import time
@@ -89,10 +91,9 @@ def measure_cli_backfill(
     instance, model load from the conversion cache), timed from outside; its own timings line
     breaks the time down, and its encoding thread's line says when the model got to work. Dagster's storage exists already, as after any earlier command of an
     installation; the seconds its one-time creation took (database, tables) are returned too."""
-    import shutil
     import subprocess
 
-    home = Path(tempfile.mkdtemp(prefix="jobping-bench-home-"))
+    home = Path(tempfile.mkdtemp(prefix="dagster-home-", dir=data_dir))
     shutil.copy(Path(__file__).resolve().parent.parent / "dagster.yaml", home / "dagster.yaml")
     env = {
         **os.environ,
@@ -369,6 +370,9 @@ def main() -> None:
     os.environ["JOBPING_BACKEND"] = args.backend
     os.environ["JOBPING_BATCH_SIZE"] = str(args.batch_size)
     data_dir = Path(tempfile.mkdtemp(prefix="jobping-bench-"))
+    # Removed at exit, after the embedded server has stopped (its own exit handler, registered
+    # later, runs first): a make bench leaves 0.3-6 GB of databases in it.
+    atexit.register(shutil.rmtree, data_dir, ignore_errors=True)
     admin_url = embedded_server_url(data_dir, "postgres")
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
 
