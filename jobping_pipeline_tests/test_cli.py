@@ -36,7 +36,8 @@ def test_demo_backfill_then_materialize_one_partition(data_dir, dagster_home):
     assert "RUN_SUCCESS" in materialize.stderr
 
     with DagsterInstance.get() as instance:
-        assert instance.get_dynamic_partitions(JOB_CHUNKS) == ["000001", "000002", "000003"]
+        # The session's instance: keys of other tests' tables may be there too, whatever the order.
+        assert {"000001", "000002", "000003"} <= set(instance.get_dynamic_partitions(JOB_CHUNKS))
         runs = [
             run for run in instance.get_runs(RunsFilter(statuses=[DagsterRunStatus.SUCCESS]))
             if run.run_id not in earlier_runs
