@@ -42,11 +42,11 @@ pgbouncer:
 ui: install
 	$(BIN)/dagster dev -h $(HOST) -p $(PORT)
 
-# Figures, not assertions: (a) bare model, (b) pipeline (three rounds, (a) before and after
+# Figures, not assertions: (a) bare model, (b) pipeline (five rounds, (a) before and after
 # each), (c) old system side by side, compute
 # paths with recall@10, writes with an HNSW index.
 bench: install
-	$(BIN)/python benchmarks/throughput.py --jobs 3600 --rounds 3 --quality --hnsw --index-rows 3000
+	$(BIN)/python benchmarks/throughput.py --jobs 3600 --rounds 5 --quality --hnsw --index-rows 3000
 
 # Everything that is not the model on 1,000,000 jobs, and peak RSS of runs by chunk size.
 bench-scale: install

@@ -184,7 +184,8 @@ def _run_planned_backfill(
         say(
             f"encoding thread: model loaded in {ahead.seconds['model']:.1f} s, setup and chunks "
             f"{ahead.seconds['setup and chunks']:.1f} s, model at work from {ahead.first_encode_at - started:.1f} s "
-            f"(the first run from {runs_from:.1f} s); {ahead.texts_encoded} texts encoded there"
+            + (f"to {ahead.last_encode_end - started:.1f} s " if ahead.last_encode_end is not None else "")
+            + f"(the first run from {runs_from:.1f} s); {ahead.texts_encoded} texts encoded there"
         )
     say("timings: " + ", ".join(f"{phase} {seconds:.1f} s" for phase, seconds in timings.items()))
     say(describe_coverage(result.coverage) + f" ({result.jobs_embedded} embedded in {format_duration(result.seconds)})")

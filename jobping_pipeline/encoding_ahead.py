@@ -70,6 +70,7 @@ class EncodingAhead:
         self.texts_encoded = 0
         self.seconds: dict[str, float] = {}
         self.first_encode_at: float | None = None  # time.perf_counter() of its first model call
+        self.last_encode_end: float | None = None  # and of the last batch it handed over
         self._prepare = prepare
         self._ready = threading.Event()
         self._result: Any = None
@@ -211,6 +212,7 @@ class EncodingAhead:
                     with self._changed:
                         chunk.vectors.update(zip((texts[i] for i in index), vectors))
                         self.texts_encoded += len(index)
+                        self.last_encode_end = time.perf_counter()
                         self._changed.notify_all()
         except Exception:  # noqa: BLE001 - the run encodes these texts again and records the error
             with self._changed:
