@@ -38,6 +38,7 @@ from jobping_pipeline.embedded_postgres import embedded_server_url  # noqa: E402
 from jobping_pipeline.encoder import bundled_model_path  # noqa: E402
 from jobping_pipeline.settings import load_settings  # noqa: E402
 from jobping_pipeline.store import JobStore  # noqa: E402
+from throughput import new_database  # noqa: E402  (beside this file)
 
 SERVED_MODEL = "all-minilm-l6-v2"
 SUMMARY = re.compile(r"coverage (?P<percent>[\d.]+)%: (?P<fresh>\d+) of (?P<eligible>\d+) jobs.*\((?P<embedded>\d+) embedded")
@@ -47,13 +48,6 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
-
-
-def new_database(admin_url: str, name: str) -> str:
-    with psycopg.connect(admin_url, autocommit=True) as connection:
-        connection.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        connection.execute(f'CREATE DATABASE "{name}"')
-    return admin_url.replace("/postgres?", f"/{name}?", 1)
 
 
 def start_infinity(executable: str, port: int, log_path: Path) -> subprocess.Popen:
