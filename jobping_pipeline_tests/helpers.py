@@ -6,7 +6,6 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Callable, Sequence
 
 from dagster import build_sensor_context
 
@@ -42,33 +41,17 @@ def backfilled(database_url: str, instance, jobs: int, **overrides: str) -> Sett
     return settings
 
 
-def around_model_calls(monkeypatch, encoder, before: Callable[[Sequence[str]], None]) -> None:
-    """``before(texts)`` ahead of every model call of ``encoder``'s type: the runs' ``encode`` and
-    the encoding thread's ``encode_batches``. It may raise, to fail the call."""
-    encoder_type = type(encoder)
-    real_encode, real_encode_batches = encoder_type.encode, encoder_type.encode_batches
-
-    def encode(self, texts, batch_size):
-        before(texts)
-        return real_encode(self, texts, batch_size)
-
-    def encode_batches(self, texts, batch_size, stopped=lambda: False):
-        before(texts)
-        yield from real_encode_batches(self, texts, batch_size, stopped)
-
-    monkeypatch.setattr(encoder_type, "encode", encode)
-    monkeypatch.setattr(encoder_type, "encode_batches", encode_batches)
-
-
 def refuse_poison(monkeypatch, encoder) -> None:
-    """The model raises for any call holding a text with 'POISON' in it (an injected failure:
+    """The model raises for any batch holding a text with 'POISON' in it (an injected failure:
     no real text makes this model fail)."""
+    real_encode = type(encoder).encode
 
-    def refuse(texts):
+    def encode_refusing_poison(self, texts, batch_size):
         if any("POISON" in text for text in texts):
             raise RuntimeError("injected model failure")
+        return real_encode(self, texts, batch_size)
 
-    around_model_calls(monkeypatch, encoder, refuse)
+    monkeypatch.setattr(type(encoder), "encode", encode_refusing_poison)
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
