@@ -178,6 +178,13 @@ class _OpenVinoStreams:
         self._idle: queue.SimpleQueue = queue.SimpleQueue()
         for _ in range(self.count):
             self._idle.put(compiled.create_infer_request())
+        # One inference of one token here, in one thread, before the streams run together: the
+        # first `Tensor.data` of a process initializes a static inside OpenVINO's Python module
+        # that releases the GIL midway, and two streams reaching it at once deadlocked (one held
+        # the GIL waiting for the static, the other held the static waiting for the GIL; seen in
+        # about 1 of 50 backfills on 2 busy cores, gdb-confirmed).
+        one_token = {name: np.full((1, 1), int(name != "token_type_ids"), dtype=np.int64) for name in self.input_names}
+        self.run(one_token, one_token["attention_mask"])
 
     def run(self, feeds: dict[str, np.ndarray], mask: np.ndarray) -> np.ndarray:
         request = self._idle.get_nowait()  # a request per stream, a stream per calling thread
