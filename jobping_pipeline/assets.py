@@ -161,7 +161,7 @@ def _embed_chunks(context, store: JobStore, embedding_model: EmbeddingModel, chu
             reports.append(_embed_and_report(context, store, encoder, chunk_key, batch_size, ahead))
     finally:
         if own_ahead is not None:
-            own_ahead.stop(wait=False)  # done, or the run is failing: its thread ends at the next group
+            own_ahead.stop(wait=False)  # done, or the run is failing: its thread ends after the batches under way
     return reports
 
 

@@ -19,7 +19,7 @@ import numpy as np
 import psycopg
 
 from jobping_pipeline.store import ChunkRow, DatabaseUnavailable, JobStore
-from jobping_pipeline.encoder import Encoder
+from jobping_pipeline.encoder import BATCHES_PER_MODEL_CALL, Encoder
 from jobping_pipeline.settings import redact_url
 from jobping_pipeline.texts import build_text, text_hash
 
@@ -235,12 +235,6 @@ def _record_and_raise(store: JobStore, failures: dict[str, list[Any]], report: C
         f"(the other {report.embedded} were written): " + "; ".join(described),
         report,
     )
-
-
-# sentence-transformers spends ~30 ms per encode() call beyond the batches themselves; one call per
-# 64 texts cost 6% of the model's speed (measured: 17.7 s for 800 texts in one call, 19.0 s in
-# calls of 64). Eight batches per call amortize it while the writer still overlaps the model.
-BATCHES_PER_MODEL_CALL = 8
 
 
 def _describe(error: Exception) -> str:

@@ -17,7 +17,7 @@ import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence, Union
+from typing import Callable, Iterator, Sequence, Union
 
 import numpy as np
 
@@ -78,6 +78,12 @@ def spec_from_settings(settings: Settings) -> EncoderSpec:
     )
 
 
+# sentence-transformers spends ~30 ms per encode() call beyond the batches themselves; one call per
+# 64 texts cost 6% of the model's speed (measured: 17.7 s for 800 texts in one call, 19.0 s in
+# calls of 64). Eight batches per call amortize it while the writer still overlaps the model.
+BATCHES_PER_MODEL_CALL = 8
+
+
 class Encoder:
     """A loaded model with the few things the pipeline asks of it: sentence-transformers on
     torch (``backend`` torch), or a converted model (:class:`ConvertedEncoder`)."""
@@ -103,6 +109,18 @@ class Encoder:
         with self.model_lock:
             self.calls += 1
             return self._encode(texts, batch_size)
+
+    def encode_batches(
+        self, texts: Sequence[str], batch_size: int, stopped: Callable[[], bool] = lambda: False
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """``(indices into texts, their vectors)`` as each part of ``texts`` is encoded: here a
+        model call per ``BATCHES_PER_MODEL_CALL`` batches, none started once ``stopped()``."""
+        group_size = batch_size * BATCHES_PER_MODEL_CALL
+        for start in range(0, len(texts), group_size):
+            if stopped():
+                return
+            group = texts[start : start + group_size]
+            yield np.arange(start, start + len(group)), self.encode(group, batch_size)
 
     def _encode(self, texts: Sequence[str], batch_size: int) -> np.ndarray:
         with self._compute_context():
@@ -149,6 +167,17 @@ class ConvertedEncoder(Encoder):
 
     def _encode(self, texts: Sequence[str], batch_size: int) -> np.ndarray:
         return self.model.encode(cut_for_tokenizer(texts, self.model.max_seq_length), batch_size=batch_size)
+
+    def encode_batches(
+        self, texts: Sequence[str], batch_size: int, stopped: Callable[[], bool] = lambda: False
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Every text in one pipeline through the streams, each batch yielded as it finishes: no
+        stream idles between model calls (2 cores, 3,565 demo texts: the streams busy 93-95% of
+        the time in calls of 512 texts, 98% in one pipeline per 1,000, 99% in one call for all).
+        Holds the model until the generator ends or is closed."""
+        with self.model_lock:
+            self.calls += 1
+            yield from self.model.encode_batches(cut_for_tokenizer(texts, self.model.max_seq_length), batch_size, stopped)
 
 
 AnyEncoder = Union[Encoder, OpenAIEncoder]

@@ -15,7 +15,7 @@ import os
 import queue
 from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Callable, Iterator, Protocol, Sequence
 
 import numpy as np
 
@@ -48,31 +48,43 @@ class ConvertedModel:
         self._runner = ThreadPoolExecutor(max_workers=self.streams.count, thread_name_prefix="jobping-stream")
 
     def encode(self, texts: Sequence[str], batch_size: int) -> np.ndarray:
-        """Batch n+1 is tokenized while the streams run the batches before it, and goes to the
-        first stream that is done, whichever batch that stream had (a short batch started after
-        a long one ends first); each stream pools its own batch."""
-        order = np.argsort([-len(text) for text in texts], kind="stable")
+        """Unit vectors, one row per text, in input order."""
         vectors = np.empty((len(texts), self.dimensions), dtype=np.float32)
+        for index, batch_vectors in self.encode_batches(texts, batch_size):
+            vectors[index] = batch_vectors
+        return vectors
+
+    def encode_batches(
+        self, texts: Sequence[str], batch_size: int, stopped: Callable[[], bool] = lambda: False
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """``(indices into texts, their unit vectors)`` for each batch as it finishes: one
+        pipeline for every text, so no stream waits between groups of texts. Batch n+1 is
+        tokenized while the streams run the batches before it, and goes to the first stream that
+        is done, whichever batch that stream had (a short batch started after a long one ends
+        first); each stream pools its own batch. Once ``stopped()`` is true no batch starts; those
+        running finish and are yielded. A batch that fails raises once every running batch ended."""
+        order = np.argsort([-len(text) for text in texts], kind="stable")
         running: dict[Future, np.ndarray] = {}
 
-        def collect(return_when: str) -> None:
+        def finished(return_when: str) -> Iterator[tuple[np.ndarray, np.ndarray]]:
             done, _ = wait(running, return_when=return_when)
             for future in done:
-                vectors[running.pop(future)] = future.result()
+                yield running.pop(future), future.result()
 
         try:
             for index in _balanced_batches(order, batch_size, self.streams.count):
                 feeds, mask = self._feeds([texts[i] for i in index])
                 if len(running) == self.streams.count:
-                    collect(FIRST_COMPLETED)
+                    yield from finished(FIRST_COMPLETED)
+                if stopped():
+                    break
                 running[self._runner.submit(self.streams.run, feeds, mask)] = index
-            collect(ALL_COMPLETED)
-        except BaseException as error:
+            yield from finished(ALL_COMPLETED)
+        except BaseException as error:  # a failed batch, or the caller closed the generator
             wait(running)  # no stream may go on with a batch of this call
             if isinstance(error, Exception):
                 self.streams.recover()  # a runtime may leave the stream that failed unusable
             raise
-        return vectors
 
     def _feeds(self, texts: list[str]) -> tuple[dict[str, np.ndarray], np.ndarray]:
         encodings = self.tokenizer.encode_batch(texts)

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Callable, Sequence
 
 from dagster import build_sensor_context
 
@@ -41,17 +42,33 @@ def backfilled(database_url: str, instance, jobs: int, **overrides: str) -> Sett
     return settings
 
 
-def refuse_poison(monkeypatch, encoder) -> None:
-    """The model raises for any batch holding a text with 'POISON' in it (an injected failure:
-    no real text makes this model fail)."""
-    real_encode = type(encoder).encode
+def around_model_calls(monkeypatch, encoder, before: Callable[[Sequence[str]], None]) -> None:
+    """``before(texts)`` ahead of every model call of ``encoder``'s type: the runs' ``encode`` and
+    the encoding thread's ``encode_batches``. It may raise, to fail the call."""
+    encoder_type = type(encoder)
+    real_encode, real_encode_batches = encoder_type.encode, encoder_type.encode_batches
 
-    def encode_refusing_poison(self, texts, batch_size):
-        if any("POISON" in text for text in texts):
-            raise RuntimeError("injected model failure")
+    def encode(self, texts, batch_size):
+        before(texts)
         return real_encode(self, texts, batch_size)
 
-    monkeypatch.setattr(type(encoder), "encode", encode_refusing_poison)
+    def encode_batches(self, texts, batch_size, stopped=lambda: False):
+        before(texts)
+        yield from real_encode_batches(self, texts, batch_size, stopped)
+
+    monkeypatch.setattr(encoder_type, "encode", encode)
+    monkeypatch.setattr(encoder_type, "encode_batches", encode_batches)
+
+
+def refuse_poison(monkeypatch, encoder) -> None:
+    """The model raises for any call holding a text with 'POISON' in it (an injected failure:
+    no real text makes this model fail)."""
+
+    def refuse(texts):
+        if any("POISON" in text for text in texts):
+            raise RuntimeError("injected model failure")
+
+    around_model_calls(monkeypatch, encoder, refuse)
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess:

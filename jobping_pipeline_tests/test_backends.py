@@ -143,6 +143,21 @@ def test_a_slow_batch_holds_up_only_its_own_stream(monkeypatch):
     assert np.array_equal(model.encode(TEXTS, batch_size=4), expected)
 
 
+def test_no_batch_starts_once_stopped_and_a_closed_encode_leaves_the_streams_ready():
+    shared = load_encoder(ModelSpec(backend="openvino")).model
+    model = ConvertedModel(shared.folder, "openvino", precision="fp32", threads=2)
+    expected = model.encode(TEXTS, batch_size=2)  # 12 batches
+    yielded = []
+    for index, vectors in model.encode_batches(TEXTS, 2, stopped=lambda: bool(yielded)):
+        yielded.append(index)
+        assert np.array_equal(vectors, expected[index])
+    assert 1 <= len(yielded) <= model.streams.count, "only the batches running when it stopped"
+    batches = model.encode_batches(TEXTS, 2)
+    next(batches)
+    batches.close()  # waits for the batch still running
+    assert np.array_equal(model.encode(TEXTS, batch_size=2), expected)
+
+
 def test_streams_one_per_core_as_asked():
     folder = load_encoder(ModelSpec(backend="openvino")).model.folder
     for threads in (1, 2):

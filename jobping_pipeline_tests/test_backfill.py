@@ -13,7 +13,7 @@ from jobping_pipeline.texts import build_text
 from jobping_pipeline.encoder import loaded_model_count
 from jobping_pipeline.partitions import JOB_CHUNKS, RANGE_END_TAG, RANGE_START_TAG
 
-from .helpers import load_demo, make_settings, refuse_poison
+from .helpers import around_model_calls, load_demo, make_settings, refuse_poison
 
 MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 EVERY_OTHER_COLUMN = "SELECT id, (to_jsonb(j) - 'embedding')::text FROM jobs j ORDER BY id"
@@ -93,10 +93,10 @@ def test_another_text_template_makes_every_vector_stale_until_its_texts_are_embe
 def test_a_failing_batch_fails_the_chunk_checks_with_the_error_visible(settings, encoder, instance, monkeypatch):
     load_demo(settings, 50)
 
-    def broken_encode(self, texts, batch_size):
+    def broken(texts):
         raise RuntimeError("injected failure inside a batch")
 
-    monkeypatch.setattr(type(encoder), "encode", broken_encode)
+    around_model_calls(monkeypatch, encoder, broken)
     result = run_backfill(settings, instance, say=lambda line: None)
 
     assert not result.complete

@@ -14,24 +14,18 @@ from jobping_pipeline.backfill import register, run_backfill
 from jobping_pipeline.definitions import EMBED_JOB, build_definitions
 from jobping_pipeline.embedding import embed_chunk, texts_to_encode
 from jobping_pipeline.encoding_ahead import EncodingAhead
-from jobping_pipeline.encoder import spec_from_settings
+from jobping_pipeline.encoder import BATCHES_PER_MODEL_CALL, spec_from_settings
 from jobping_pipeline.partitions import RANGE_END_TAG, RANGE_START_TAG
 from jobping_pipeline.settings import ConfigError
 from jobping_pipeline.store import JobStore
 from jobping_pipeline.texts import build_text
 
-from .helpers import load_demo, refuse_poison
+from .helpers import around_model_calls, load_demo, refuse_poison
 
 
 def encode_calls_by_thread(monkeypatch, encoder) -> list[str]:
     threads: list[str] = []
-    real_encode = type(encoder).encode
-
-    def recording_encode(self, texts, batch_size):
-        threads.append(threading.current_thread().name)
-        return real_encode(self, texts, batch_size)
-
-    monkeypatch.setattr(type(encoder), "encode", recording_encode)
+    around_model_calls(monkeypatch, encoder, lambda texts: threads.append(threading.current_thread().name))
     return threads
 
 
@@ -129,6 +123,22 @@ def test_the_thread_stays_one_chunk_ahead_of_the_runs(settings, encoder):
         wait_until(lambda: ahead.texts_encoded == two_chunks + distinct_texts(store, encoder, "000003"))
     finally:
         ahead.stop()
+
+
+def test_the_thread_encodes_a_chunk_in_one_pass_through_the_streams(settings, encoder):
+    if encoder.backend == "torch":
+        pytest.skip("sentence-transformers encodes in calls of BATCHES_PER_MODEL_CALL batches")
+    store = load_demo(settings, 40)
+    calls = encoder.calls
+    ahead = EncodingAhead(spec_from_settings(settings), JobStore(settings), 2, chunks_planned("000001")).start()
+    try:
+        assert ahead.prepared()[0] is encoder
+        texts = distinct_texts(store, encoder, "000001")
+        assert texts > 2 * BATCHES_PER_MODEL_CALL
+        wait_until(lambda: ahead.texts_encoded == texts)
+    finally:
+        ahead.stop()
+    assert encoder.calls - calls == 1, "one pipeline for the chunk: no stream idles between model calls"
 
 
 def test_jobs_the_model_fails_on_are_failed_by_the_run_with_the_models_error(settings, encoder, instance, monkeypatch):
