@@ -2,6 +2,7 @@
 and a run still embeds exactly the text each job has when the run reads it. Real Postgres, real
 model, real Dagster runs."""
 
+import re
 import threading
 import time
 
@@ -65,12 +66,18 @@ def chunks_planned(*chunk_keys: str):
 
 def test_a_backfill_leaves_the_model_to_the_thread_and_writes_the_models_vectors(settings, encoder, instance, monkeypatch):
     store = load_demo(settings, 100)  # chunks of 40: three chunks, one run
+    store.prepare_chunks(encoder.dimensions)
+    texts = distinct_texts(store, encoder, "000001", "000002", "000003")  # distinct within each chunk
     threads = encode_calls_by_thread(monkeypatch, encoder)
     lines: list[str] = []
     result = run_backfill(settings, instance, say=lines.append)
     assert result.complete and result.jobs_embedded == 100
     assert threads and set(threads) == {"jobping-encoding-ahead"}, "the runs never had to call the model"
-    assert any(line.startswith("encoding thread: model loaded in") for line in lines)
+    thread_line = next(line for line in lines if line.startswith("encoding thread: model loaded in"))
+    work = re.search(r"model at work from ([\d.]+) s to ([\d.]+) s .*; (\d+) texts encoded there", thread_line)
+    assert work, thread_line
+    assert float(work[1]) <= float(work[2]), "the last vectors came after the first model call"
+    assert int(work[3]) == texts, "every text was encoded there"
     for job_id in (1, 41, 100):
         reference = encoder.encode([job_text(store, job_id)], batch_size=1)[0]
         assert float(stored_vector(settings.database_url, job_id) @ reference) > 0.9999
