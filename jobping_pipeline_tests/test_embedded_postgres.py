@@ -9,39 +9,80 @@ import time
 
 import psutil
 
+# Joins the server, says so, and exits normally (exit handlers run) once its stdin closes.
 JOIN = (
-    "import sys, time; from pathlib import Path; "
+    "import sys; from pathlib import Path; "
     "from jobping_pipeline.embedded_postgres import embedded_server_url; "
-    "embedded_server_url(Path(sys.argv[1]), 'postgres'); print('joined', flush=True); "
-    "time.sleep(float(sys.argv[2]))"
+    "embedded_server_url(Path(sys.argv[1]), 'postgres'); print('joined', flush=True); sys.stdin.read()"
 )
 
 
-def join(data_dir, stay_seconds: float) -> subprocess.Popen:
-    process = subprocess.Popen([sys.executable, "-c", JOIN, str(data_dir), str(stay_seconds)], stdout=subprocess.PIPE, text=True)
+def join(data_dir) -> subprocess.Popen:
+    process = subprocess.Popen(
+        [sys.executable, "-c", JOIN, str(data_dir)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     assert process.stdout.readline().strip() == "joined"
     return process
+
+
+def leave(process: subprocess.Popen) -> None:
+    process.stdin.close()
+    assert process.wait(60) == 0
+
+
+def kill(process: subprocess.Popen) -> None:
+    os.kill(process.pid, signal.SIGKILL)  # no exit handler runs: it stays on the server's list
+    process.wait()
 
 
 def postmaster(data_dir) -> psutil.Process:
     return psutil.Process(int((data_dir / "pgdata" / "postmaster.pid").read_text().split()[0]))
 
 
-def test_a_process_killed_outright_does_not_keep_the_server_up(tmp_path_factory):
+def stopped(server: psutil.Process, seconds: float = 30) -> bool:
+    deadline = time.monotonic() + seconds
+    while server.is_running() and server.status() != psutil.STATUS_ZOMBIE:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def stop_all(server: psutil.Process, processes: list[subprocess.Popen]) -> None:
+    for process in processes:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    if server.is_running():
+        server.kill()
+
+
+def test_the_server_stops_with_the_last_process_even_after_one_was_killed(tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("pg")
-    killed = join(data_dir, 600)
+    first = join(data_dir)
     server = postmaster(data_dir)
+    processes = [first]
     try:
-        assert join(data_dir, 0).wait(60) == 0
-        time.sleep(1)
-        assert server.is_running(), "stopped while another process still used it"
-        os.kill(killed.pid, signal.SIGKILL)  # no exit handler runs: it stays on the server's list
-        killed.wait()
-        assert join(data_dir, 0).wait(60) == 0
-        deadline = time.monotonic() + 30
-        while server.is_running() and server.status() != psutil.STATUS_ZOMBIE:
-            assert time.monotonic() < deadline, "the last process exited and the server still runs"
-            time.sleep(0.1)
+        processes.append(second := join(data_dir))
+        leave(second)
+        assert not stopped(server, seconds=1), "stopped while another process still used it"
+        kill(first)
+        processes.append(last := join(data_dir))
+        leave(last)
+        assert stopped(server), "the last process exited and the server still runs"
     finally:
-        if server.is_running():
-            server.kill()
+        stop_all(server, processes)
+
+
+def test_a_process_killed_after_the_last_one_joined_is_dropped_when_that_one_exits(tmp_path_factory):
+    data_dir = tmp_path_factory.mktemp("pg")
+    last = join(data_dir)
+    server = postmaster(data_dir)
+    processes = [last]
+    try:
+        processes.append(killed := join(data_dir))
+        kill(killed)  # after `last` joined: only its exit can see that this one is gone
+        leave(last)
+        assert stopped(server), "the last process exited and the server still runs"
+    finally:
+        stop_all(server, processes)
