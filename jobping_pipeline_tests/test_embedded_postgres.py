@@ -8,6 +8,7 @@ import sys
 import time
 
 import psutil
+import pytest
 
 # Joins the server, says so, and exits normally (exit handlers run) once its stdin closes.
 JOIN = (
@@ -35,10 +36,6 @@ def kill(process: subprocess.Popen) -> None:
     process.wait()
 
 
-def postmaster(data_dir) -> psutil.Process:
-    return psutil.Process(int((data_dir / "pgdata" / "postmaster.pid").read_text().split()[0]))
-
-
 def stopped(server: psutil.Process, seconds: float = 30) -> bool:
     deadline = time.monotonic() + seconds
     while server.is_running() and server.status() != psutil.STATUS_ZOMBIE:
@@ -48,41 +45,46 @@ def stopped(server: psutil.Process, seconds: float = 30) -> bool:
     return True
 
 
-def stop_all(server: psutil.Process, processes: list[subprocess.Popen]) -> None:
-    for process in processes:
+class Users:
+    """The processes using one new embedded server, started with :meth:`join`."""
+
+    def __init__(self, data_dir):
+        self.data_dir = data_dir
+        self.processes: list[subprocess.Popen] = []
+        self.server: psutil.Process | None = None
+
+    def join(self) -> subprocess.Popen:
+        process = join(self.data_dir)
+        self.processes.append(process)
+        if self.server is None:
+            self.server = psutil.Process(int((self.data_dir / "pgdata" / "postmaster.pid").read_text().split()[0]))
+        return process
+
+
+@pytest.fixture
+def users(tmp_path_factory):
+    """Whatever a test leaves running (its processes, the server) is stopped after it."""
+    users = Users(tmp_path_factory.mktemp("pg"))
+    yield users
+    for process in users.processes:
         if process.poll() is None:
             process.kill()
             process.wait()
-    if server.is_running():
-        server.kill()
+    if users.server is not None and users.server.is_running():
+        users.server.kill()
 
 
-def test_the_server_stops_with_the_last_process_even_after_one_was_killed(tmp_path_factory):
-    data_dir = tmp_path_factory.mktemp("pg")
-    first = join(data_dir)
-    server = postmaster(data_dir)
-    processes = [first]
-    try:
-        processes.append(second := join(data_dir))
-        leave(second)
-        assert not stopped(server, seconds=1), "stopped while another process still used it"
-        kill(first)
-        processes.append(last := join(data_dir))
-        leave(last)
-        assert stopped(server), "the last process exited and the server still runs"
-    finally:
-        stop_all(server, processes)
+def test_the_server_stops_with_the_last_process_even_after_one_was_killed(users):
+    first = users.join()
+    leave(users.join())
+    assert not stopped(users.server, seconds=1), "stopped while another process still used it"
+    kill(first)
+    leave(users.join())
+    assert stopped(users.server), "the last process exited and the server still runs"
 
 
-def test_a_process_killed_after_the_last_one_joined_is_dropped_when_that_one_exits(tmp_path_factory):
-    data_dir = tmp_path_factory.mktemp("pg")
-    last = join(data_dir)
-    server = postmaster(data_dir)
-    processes = [last]
-    try:
-        processes.append(killed := join(data_dir))
-        kill(killed)  # after `last` joined: only its exit can see that this one is gone
-        leave(last)
-        assert stopped(server), "the last process exited and the server still runs"
-    finally:
-        stop_all(server, processes)
+def test_a_process_killed_after_the_last_one_joined_is_dropped_when_that_one_exits(users):
+    last = users.join()
+    kill(users.join())  # after `last` joined: only its exit can see that this one is gone
+    leave(last)
+    assert stopped(users.server), "the last process exited and the server still runs"
