@@ -1,9 +1,11 @@
-"""Asset checks on ``job_embeddings`` over the whole table: coverage, deep coverage, vector sanity.
+"""Asset checks on ``job_embeddings`` over the whole table: coverage, deep coverage, vector
+sanity, and the vector audit.
 
 ``coverage`` counts from the pipeline's own state (a fraction of a second at a million jobs) and
 runs every 5 minutes (``embedding_checks_schedule``). ``deep_coverage`` counts from the jobs table
-itself, joined to the state, and heals what the triggers never saw; with ``vector_sanity`` it runs
-hourly (``embedding_deep_checks_schedule``). Inside embedding runs they skip themselves, so a
+itself, joined to the state, and heals what the triggers never saw; with ``vector_sanity`` and
+``vector_audit`` (which checks each fresh job's text and vector against what was recorded, and
+embeds a sample again) it runs hourly (``embedding_deep_checks_schedule``). Inside embedding runs they skip themselves, so a
 backfill that is still going does not fail them in every partition run. The per-chunk check is
 emitted by the asset itself (see assets.py)."""
 
@@ -17,6 +19,7 @@ from dagster import (
 )
 
 from jobping_pipeline.assets import job_embeddings, problems_markdown
+from jobping_pipeline.audit import COSINE_TOLERANCE, DEFAULT_SAMPLE, AuditReport, audit, detection_probability
 from jobping_pipeline.store import Coverage, JobStore, ProblemJob
 from jobping_pipeline.resources import EmbeddingModel, JobsDatabase
 
@@ -24,6 +27,8 @@ NORM_TOLERANCE = 1e-3
 COVERAGE_CHECK = "coverage"
 DEEP_COVERAGE_CHECK = "deep_coverage"
 VECTOR_SANITY_CHECK = "vector_sanity"
+VECTOR_AUDIT_CHECK = "vector_audit"
+PROBLEMS_LISTED = 50
 
 
 def coverage_metadata(coverage: Coverage, problems: list[ProblemJob]) -> dict:
@@ -87,9 +92,37 @@ def evaluate_deep_coverage(store: JobStore, model_id: str) -> AssetCheckResult:
     )
 
 
+def evaluate_vector_audit(store: JobStore, embedding_model: EmbeddingModel, sample: int = DEFAULT_SAMPLE) -> AssetCheckResult:
+    """The vector audit (jobping_pipeline/audit.py): every job the state calls fresh has the text
+    and the vector that were recorded when it was embedded, and a random sample embedded again
+    matches its stored vector. Jobs found wrong are queued for the sensor; ERROR until repaired."""
+    report = audit(store, embedding_model.spec(), embedding_model.encoder, sample=sample)
+    return audit_result(report)
+
+
+def audit_result(report: AuditReport) -> AssetCheckResult:
+    problems = report.problems[:PROBLEMS_LISTED]
+    return AssetCheckResult(
+        check_name=VECTOR_AUDIT_CHECK,
+        passed=report.passed,
+        severity=AssetCheckSeverity.ERROR,
+        description=report.summary(),
+        metadata={
+            "audited": report.audited,
+            "embedded_again": report.sampled,
+            "lowest_cosine": MetadataValue.float(round(report.lowest_cosine, 6) if report.lowest_cosine is not None else 1.0),
+            "problems": len(report.problems),
+            **{f"problems: {kind}": count for kind, count in report.counts().items()},
+            "queued_for_repair": report.queued,
+            "problem_jobs": MetadataValue.md("\n".join(f"- {problem.describe()}" for problem in problems) or "none"),
+            "sweep_seconds": MetadataValue.float(round(report.sweep_seconds, 3)),
+            "model_seconds": MetadataValue.float(round(report.model_seconds, 3)),
+        },
+    )
+
+
 def evaluate_vector_sanity(store: JobStore, model_dimensions: int | None) -> AssetCheckResult:
-    """The column's dimension matches the model's (as recorded by setup), and every vector has
-    unit length."""
+    """The column's dimension matches the configured model's, and every vector has unit length."""
     column_dimensions = store.inspect(refresh=True).embedding_dimensions
     total, off_norm, off_ids = store.vector_sanity(NORM_TOLERANCE)
     dimension_ok = model_dimensions is not None and column_dimensions == model_dimensions
@@ -134,8 +167,21 @@ def evaluate_vector_sanity(store: JobStore, model_dimensions: int | None) -> Ass
         AssetCheckSpec(
             VECTOR_SANITY_CHECK,
             asset=job_embeddings.key,
-            description="The column's dimension is the model's and every vector has unit length "
-            "(pgvector itself refuses NaN and infinite values). Hourly: it reads every vector.",
+            description="The column's dimension is the configured model's and every vector has unit "
+            "length (pgvector itself refuses NaN and infinite values). Hourly: it reads every vector.",
+        ),
+        AssetCheckSpec(
+            VECTOR_AUDIT_CHECK,
+            asset=job_embeddings.key,
+            description="Fresh, verified (hourly): for every job the state calls fresh, the text is "
+            "built again from the row as it is now and its hash compared with the one recorded at "
+            "embedding time (an edit the triggers never saw), and the stored vector's digest with the "
+            "one the pipeline wrote (another writer, a vector of another row); then a random sample "
+            f"of {DEFAULT_SAMPLE} is embedded again with the configured model and compared by cosine "
+            f"(below {COSINE_TOLERANCE}: not the model's vector of its text). A sample of {DEFAULT_SAMPLE} "
+            f"catches a table where 1% of the vectors are not the model's with probability "
+            f"{detection_probability(0.01, DEFAULT_SAMPLE):.1%} ({detection_probability(0.02, DEFAULT_SAMPLE):.1%} "
+            "at 2%). Every job found wrong is queued for the sensor; ERROR until it is repaired.",
         ),
     ],
     can_subset=True,
@@ -143,10 +189,10 @@ def evaluate_vector_sanity(store: JobStore, model_dimensions: int | None) -> Ass
 def table_checks(
     context: AssetCheckExecutionContext, jobs_database: JobsDatabase, embedding_model: EmbeddingModel
 ):
-    """Coverage, deep coverage and vector sanity over the whole jobs table.
+    """Coverage, deep coverage, vector sanity and the vector audit over the whole jobs table.
 
     Evaluated by the schedules embedding_checks_schedule (coverage, every 5 minutes) and
-    embedding_deep_checks_schedule (deep coverage and vector sanity, hourly), or on demand;
+    embedding_deep_checks_schedule (deep coverage, vector sanity and the audit, hourly), or on demand;
     never inside a run that is itself embedding chunks: there, mid-backfill, coverage is below 100% by construction, so
     those runs skip these checks (the UI shows them as not evaluated) instead of failing them."""
     if job_embeddings.key in (context.run.asset_selection or set()):
@@ -160,5 +206,6 @@ def table_checks(
     if DEEP_COVERAGE_CHECK in selected:
         yield evaluate_deep_coverage(store, model_id)
     if VECTOR_SANITY_CHECK in selected:
-        recorded = store.meta().get("embedding_dimensions")
-        yield evaluate_vector_sanity(store, int(recorded) if recorded else None)
+        yield evaluate_vector_sanity(store, embedding_model.encoder().dimensions)
+    if VECTOR_AUDIT_CHECK in selected:
+        yield evaluate_vector_audit(store, embedding_model)

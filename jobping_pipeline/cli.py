@@ -13,6 +13,7 @@ from jobping_pipeline.settings import ConfigError, load_settings
 EXIT_INCOMPLETE = 1
 EXIT_CONFIG = 2
 EXIT_INTERRUPTED = 130
+AUDIT_LISTED_NOT_FRESH = 200
 
 
 def ensure_dagster_home() -> Path:
@@ -215,6 +216,43 @@ def _status(args: argparse.Namespace) -> int:
     return 0 if status.complete else EXIT_INCOMPLETE
 
 
+def _audit(args: argparse.Namespace) -> int:
+    from jobping_pipeline.audit import audit
+    from jobping_pipeline.progress import bar
+
+    store, embedding_model = _configured()
+    spec = embedding_model.spec()
+    store.check_text_columns()
+    with bar(store.audited_count(spec.model_id), "audit: text and vector digests") as sweep:
+        with bar(0, "audit: embedding again", unit="text") as embedded:
+            report = audit(
+                store,
+                spec,
+                embedding_model.encoder,
+                sample=args.sample,
+                everything=args.all,
+                on_row=lambda: sweep.update(1),
+                on_embedded=embedded.update,
+            )
+    for problem in report.problems:
+        print(f"job {problem.describe()}")
+    coverage = store.coverage(spec.model_id)
+    found = {str(problem.job_id) for problem in report.problems}
+    for problem in store.problem_jobs(spec.model_id, limit=AUDIT_LISTED_NOT_FRESH):
+        if problem.job_id not in found:
+            print(f"job {problem.describe()} (not fresh by the state)")
+    print(f"audit: {report.summary()} ({report.sweep_seconds:.1f} s digests, {report.model_seconds:.1f} s model)")
+    verified = report.passed and coverage.complete
+    if not verified:
+        print(
+            f"audit: not every eligible job holds the model's vector of its current text ({coverage.fresh} of "
+            f"{coverage.eligible} fresh after the audit); the jobs found wrong are queued: the sensor's next runs "
+            "or `jobping-pipeline backfill` repair them",
+            file=sys.stderr,
+        )
+    return 0 if verified else EXIT_INCOMPLETE
+
+
 def _prepare_model_change(args: argparse.Namespace) -> int:
     from jobping_pipeline.model_change import prepare_model_change
 
@@ -275,6 +313,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.set_defaults(handler=_status)
+
+    from jobping_pipeline.audit import DEFAULT_SAMPLE as DEFAULT_AUDIT_SAMPLE
+
+    audit = commands.add_parser(
+        "audit",
+        help="verify that every eligible job holds the model's vector of its current text (digests of "
+        "every fresh job's text and vector, a sample embedded again); exits 1, naming the jobs and queueing "
+        "them for repair, when any does not",
+    )
+    audit.add_argument(
+        "--sample", type=_at_least(0), default=DEFAULT_AUDIT_SAMPLE,
+        help=f"how many jobs to embed again and compare by cosine (default {DEFAULT_AUDIT_SAMPLE})",
+    )
+    audit.add_argument("--all", action="store_true", help="embed every audited job again (slow: a full encode)")
+    audit.set_defaults(handler=_audit)
 
     change = commands.add_parser(
         "prepare-model-change",

@@ -13,7 +13,13 @@ from dagster import (
 )
 
 from jobping_pipeline.assets import CHUNK_CHECK, job_embeddings, jobs_table
-from jobping_pipeline.checks import COVERAGE_CHECK, DEEP_COVERAGE_CHECK, VECTOR_SANITY_CHECK, table_checks
+from jobping_pipeline.checks import (
+    COVERAGE_CHECK,
+    DEEP_COVERAGE_CHECK,
+    VECTOR_AUDIT_CHECK,
+    VECTOR_SANITY_CHECK,
+    table_checks,
+)
 from jobping_pipeline.partitions import job_chunks
 from jobping_pipeline.resources import build_resources
 from jobping_pipeline.sensors import build_sensor
@@ -73,9 +79,10 @@ embedding_checks_schedule = ScheduleDefinition(
 
 embedding_deep_checks = define_asset_job(
     DEEP_CHECKS_JOB,
-    selection=_checks(DEEP_COVERAGE_CHECK, VECTOR_SANITY_CHECK),
-    description="Coverage counted from the jobs table itself (it heals what the triggers never saw) "
-    "and vector sanity: every row and every vector is read.",
+    selection=_checks(DEEP_COVERAGE_CHECK, VECTOR_SANITY_CHECK, VECTOR_AUDIT_CHECK),
+    description="Coverage counted from the jobs table itself (it heals what the triggers never saw), "
+    "vector sanity, and the vector audit (each fresh job's text and vector checked against what was "
+    "recorded, a sample embedded again): every row and every vector is read.",
 )
 
 embedding_deep_checks_schedule = ScheduleDefinition(
@@ -83,7 +90,7 @@ embedding_deep_checks_schedule = ScheduleDefinition(
     job=embedding_deep_checks,
     cron_schedule=DEEP_CHECKS_CRON,
     default_status=DefaultScheduleStatus.RUNNING,
-    description="Runs the deep coverage and vector sanity checks hourly.",
+    description="Runs the deep coverage, vector sanity and vector audit checks hourly.",
 )
 
 

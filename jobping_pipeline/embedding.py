@@ -19,6 +19,7 @@ import numpy as np
 import psycopg
 
 from jobping_pipeline.store import ChunkRow, DatabaseUnavailable, JobStore
+from jobping_pipeline.store.writes import ConfigurationChanged
 from jobping_pipeline.encoder import BATCHES_PER_MODEL_CALL, Encoder
 from jobping_pipeline.settings import redact_url
 from jobping_pipeline.texts import build_text, text_hash
@@ -204,10 +205,11 @@ def _read_pending(
 
 
 def _job_text(row: ChunkRow, template: str, columns: Sequence[str], model_id: str) -> tuple[str, bytes, bool]:
-    """The job's text, its hash, and whether its vector was made from that text by this model."""
+    """The job's text, its hash, and whether its vector was made from that text by this model
+    (and is still the very vector the pipeline wrote: one written by anyone else is embedded again)."""
     text = build_text(row.values, template, columns)
     digest = text_hash(text)
-    return text, digest, row.has_embedding and row.model_id == model_id and row.text_hash == digest
+    return text, digest, row.vector_is_recorded and row.model_id == model_id and row.text_hash == digest
 
 
 def texts_to_encode(store: JobStore, encoder: Encoder, connection, chunk_key: str) -> list[str]:
@@ -326,8 +328,8 @@ def _encode_and_write(
         write_started = time.perf_counter()
         try:
             written = store.write_batch(connection, job_ids, vectors, hashes, versions, model_id)
-        except psycopg.OperationalError:
-            raise  # the database went away: retried by embed_chunk_with_retries, not the jobs' fault
+        except (psycopg.OperationalError, ConfigurationChanged):
+            raise  # the database went away, or the configuration changed: not the jobs' fault
         except Exception as error:
             fail(_write_error_reason(error, store, connection), job_ids)
             raise _WriteFailed() from error

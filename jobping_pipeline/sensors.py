@@ -1,7 +1,8 @@
 """The sensor that keeps ``job_embeddings`` complete without anyone running anything.
 
-Each tick: make sure setup matches the configuration (text columns, eligible column, state
-schema version), put queued new jobs into the newest chunk
+Each tick: make sure setup matches the configuration (every setting setup records: text
+columns, embedding column, eligible column, id type, state schema version) and that the
+change-capture triggers are in place and enabled ALWAYS, put queued new jobs into the newest chunk
 (a new one only when it is full), make sure Dagster knows every chunk's partition key (restoring
 them on a fresh instance), and request runs for the chunks with new or edited jobs: up to 10 such
 chunks a run, as one partition range however far apart they are (the run skips the up-to-date
@@ -36,7 +37,6 @@ from dagster import (
 from jobping_pipeline.assets import job_embeddings
 from jobping_pipeline.store import JobStore
 from jobping_pipeline.store.chunks import DirtyChunk
-from jobping_pipeline.store.setup import STATE_SCHEMA_VERSION
 from jobping_pipeline.partitions import JOB_CHUNKS, RANGE_END_TAG, RANGE_START_TAG, in_runs, run_partitions
 from jobping_pipeline.resources import EmbeddingModel, JobsDatabase
 
@@ -119,18 +119,13 @@ def plan_tick(
 def _plan_tick(store, known_partitions, in_flight, model) -> TickPlan:
     plan = TickPlan()
     meta = store.meta()
-    configured_columns = ",".join(store.inspect(refresh=True).text_columns)
-    if (
-        meta.get("text_columns") != configured_columns
-        or meta.get("eligible_column") != (store.settings.eligible_column or "")
-        or meta.get("state_schema_version") != STATE_SCHEMA_VERSION
-    ):
-        if meta.get("embedding_dimensions"):
-            dimensions = int(meta["embedding_dimensions"])
-        elif model is not None:
-            dimensions = model.encoder().dimensions
-        else:
-            raise RuntimeError("the pipeline is not set up: run `jobping-pipeline setup`")
+    if meta.get("embedding_dimensions"):
+        dimensions = int(meta["embedding_dimensions"])
+    elif model is not None:
+        dimensions = model.encoder().dimensions
+    else:
+        raise RuntimeError("the pipeline is not set up: run `jobping-pipeline setup`")
+    if store.setup_outdated(dimensions):
         plan.setup_changes = store.setup(dimensions)  # also queues jobs that have no state yet
     plan.tick = store.advance_tick()
     plan.new_chunks = store.register_chunks(scan_table=False)

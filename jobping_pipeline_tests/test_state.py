@@ -39,11 +39,46 @@ TRANSITIONS = [
     ("an app insert", ["INSERT INTO jobs (id, title, company) VALUES (100, 'Welder', 'Werft')"], 100, "pending", False),
     (
         "an insert with triggers bypassed",
-        ["SET session_replication_role = replica", "INSERT INTO jobs (id, title, company) VALUES (101, 'Baker', 'Back')"],
+        [
+            "ALTER TABLE jobs DISABLE TRIGGER ALL",
+            "INSERT INTO jobs (id, title, company) VALUES (101, 'Baker', 'Back')",
+            "ALTER TABLE jobs ENABLE TRIGGER ALL",
+        ],
         101,
         "missing",
         False,
     ),
+    # session_replication_role = replica (bulk fixes, pg_restore --disable-triggers, logical
+    # replication) no longer hides a change: the capture triggers are enabled ALWAYS.
+    (
+        "an insert under session_replication_role = replica",
+        ["SET session_replication_role = replica", "INSERT INTO jobs (id, title, company) VALUES (101, 'Baker', 'Back')"],
+        101,
+        "pending",
+        False,
+    ),
+    (
+        "a text edit under session_replication_role = replica",
+        ["SET session_replication_role = replica", "UPDATE jobs SET title = 'Night nurse' WHERE id = 3"],
+        3,
+        "pending",
+        False,
+    ),
+    (
+        "a vector written by another writer",
+        ["UPDATE jobs SET embedding = (SELECT embedding FROM jobs WHERE id = 4) WHERE id = 3"],
+        3,
+        "stale",
+        False,
+    ),
+    (
+        "a vector written by another writer under session_replication_role = replica",
+        ["SET session_replication_role = replica", "UPDATE jobs SET embedding = (SELECT embedding FROM jobs WHERE id = 4) WHERE id = 3"],
+        3,
+        "stale",
+        False,
+    ),
+    ("a TRUNCATE", ["TRUNCATE jobs"], 3, None, True),
     ("a primary key update", ["UPDATE jobs SET id = 102 WHERE id = 4"], 102, "pending", False),
     ("a delete", ["DELETE FROM jobs WHERE id = 5"], 5, None, True),
 ]
@@ -110,10 +145,10 @@ def test_jobs_inserted_with_triggers_bypassed_fail_the_check_until_the_sensor_em
     store = JobStore(embedded)
     execute(
         embedded,
-        "SET session_replication_role = replica",
+        "ALTER TABLE jobs DISABLE TRIGGER ALL",
         "INSERT INTO jobs (id, title, company) VALUES (200, 'Baker', 'Back'), (201, 'Miller', 'Muehle')",
+        "ALTER TABLE jobs ENABLE TRIGGER ALL",
     )
-    assert requested(tick(embedded, instance)) == [], "a tick alone cannot see them: no trigger fired"
     check = evaluate_deep_coverage(store, MODEL_ID)
     assert not check.passed and check.severity == AssetCheckSeverity.ERROR
     assert (check.metadata["without_state"].value, check.metadata["queued_jobs_without_state"].value) == (2, 2)
@@ -121,3 +156,28 @@ def test_jobs_inserted_with_triggers_bypassed_fail_the_check_until_the_sensor_em
     assert requested(result) == ["000002"]
     run_chunks(embedded, instance, result)
     assert evaluate_deep_coverage(store, MODEL_ID).passed
+
+
+def test_a_tick_puts_back_triggers_that_were_disabled_and_queues_what_they_missed(embedded, instance):
+    """``ENABLE TRIGGER ALL`` (what pg_restore --disable-triggers ends with) leaves the capture
+    triggers enabled for origin sessions only: the next tick installs them ALWAYS again."""
+    store = JobStore(embedded)
+    execute(
+        embedded,
+        "ALTER TABLE jobs DISABLE TRIGGER ALL",
+        "INSERT INTO jobs (id, title, company) VALUES (200, 'Baker', 'Back')",
+        "ALTER TABLE jobs ENABLE TRIGGER ALL",
+    )
+    assert store.setup_outdated(384) == ["change-capture triggers missing or not enabled ALWAYS"]
+    result = tick(embedded, instance)
+    assert requested(result) == ["000002"] and store.setup_outdated(384) == []
+    run_chunks(embedded, instance, result)
+    execute(embedded, "SET session_replication_role = replica", "UPDATE jobs SET title = 'Pastry chef' WHERE id = 200")
+    assert store.job_states(MODEL_ID, [200]) == {200: "pending"}
+
+
+def test_a_truncate_forgets_every_job(embedded):
+    store = JobStore(embedded)
+    execute(embedded, "TRUNCATE jobs", "INSERT INTO jobs (id, title, company) VALUES (1, 'Baker', 'Back')")
+    fast, deep = store.state_coverage(MODEL_ID), store.coverage(MODEL_ID)
+    assert (fast.eligible, fast.fresh) == (deep.eligible, deep.fresh) == (1, 0)

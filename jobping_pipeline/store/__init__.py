@@ -7,12 +7,14 @@
 ``writes``         reading one chunk and the set-based UPDATE of its vectors
 ``coverage``       coverage, problem jobs, vector sanity
 ``search``         nearest jobs, the SQL search function, vector indexes
+``audit``          every job the state calls fresh, read with its row now; repairs queued
 =================  ================================================================
 
 What every state of a job means, who writes each field of ``job_state`` and what must always
 hold: ``state.md`` in this folder.
 """
 
+from jobping_pipeline.store.audit import AuditStore
 from jobping_pipeline.store.catalog import Column, DatabaseUnavailable, JobsTable, Names
 from jobping_pipeline.store.chunks import ChunkStore
 from jobping_pipeline.store.coverage import Coverage, CoverageStore, ProblemJob
@@ -21,7 +23,7 @@ from jobping_pipeline.store.setup import SetupStore
 from jobping_pipeline.store.writes import ChunkRow, WriteStore
 
 
-class JobStore(SetupStore, ChunkStore, WriteStore, CoverageStore, SearchStore):
+class JobStore(SetupStore, ChunkStore, WriteStore, CoverageStore, SearchStore, AuditStore):
     """One configured jobs table and the pipeline's state schema next to it."""
 
     def prepare_chunks(self, dimensions: int) -> tuple[list[str], list[str]]:

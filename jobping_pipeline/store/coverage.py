@@ -65,6 +65,8 @@ class ProblemJob:
     last_error: str | None
 
     def describe(self) -> str:
+        if self.last_error and not self.attempts:
+            return f"{self.job_id}: {self.last_error}"  # found by the vector audit, queued
         if self.last_error:
             return f"{self.job_id}: failed {self.attempts}x: {self.last_error}"
         return f"{self.job_id}: {'stale vector' if self.has_vector else 'no vector'}"

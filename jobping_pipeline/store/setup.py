@@ -14,22 +14,46 @@ import psycopg
 from psycopg import sql
 
 from jobping_pipeline.settings import ConfigError
-from jobping_pipeline.store.catalog import TABLE_COLUMNS, Names, StoreBase, delete_meta, read_meta, write_meta
+from jobping_pipeline.store.catalog import (
+    TABLE_COLUMNS,
+    Names,
+    StoreBase,
+    delete_meta,
+    read_meta,
+    table_identifier,
+    write_meta,
+)
 from jobping_pipeline.store.search import checked_index_definition, search_function, search_function_drop
 
-VECTOR_EXTENSION_VERSION = sql.SQL("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
 CREATE_VECTOR_EXTENSION = sql.SQL("CREATE EXTENSION IF NOT EXISTS vector")
 SCHEMA_EXISTS = sql.SQL("SELECT 1 FROM pg_namespace WHERE nspname = %s")
 
-CAPTURE_OPERATIONS = ("INSERT", "UPDATE", "DELETE")
+CAPTURE_OPERATIONS = ("INSERT", "UPDATE", "DELETE", "TRUNCATE")
 # Triggers on the jobs table that feed this state schema (found by their function, whatever
-# their name), so that two state schemas, one per embedding column, each keep their own.
+# their name), so that two state schemas, one per embedding column, each keep their own. Only
+# triggers enabled ALWAYS count: one disabled (ALTER TABLE ... DISABLE TRIGGER), or left to fire
+# only outside session_replication_role = replica, is installed again by the next setup.
 CAPTURE_TRIGGER_COUNT = sql.SQL(
     "SELECT count(*) FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
     "JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_proc p ON p.oid = t.tgfoid "
     "JOIN pg_namespace pn ON pn.oid = p.pronamespace "
     "WHERE n.nspname = %s AND c.relname = %s AND p.proname = 'capture_job_changes' AND pn.nspname = %s"
+    " AND t.tgenabled = 'A'"
 )
+VECTOR_EXTENSION_SCHEMA = sql.SQL(
+    "SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'vector'"
+)
+# A unique index on the id column alone (a primary key or a UNIQUE constraint count): without
+# one, ``UPDATE ... FROM unnest(ids, vectors)`` could write one id's vector onto two rows.
+UNIQUE_ID_INDEX = sql.SQL(
+    "SELECT 1 FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] "
+    "WHERE i.indrelid = %s::regclass AND i.indisunique AND i.indnkeyatts = 1 AND i.indisvalid "
+    "AND i.indpred IS NULL AND i.indexprs IS NULL AND a.attname = %s"
+)
+LOCK_META = sql.SQL("SELECT key FROM {} FOR UPDATE")
+# Set (transaction-local) by the pipeline's own writes of the embedding column: the capture
+# trigger takes any other change of a vector for what it is, a vector the pipeline did not make.
+VECTOR_WRITE_SETTING = "jobping.vector_write"
 DEFAULT_STATE_SCHEMA = "jobping_pipeline"
 
 
@@ -50,7 +74,7 @@ def drop_embedding_column(names: Names) -> sql.Composed:
     return sql.SQL("ALTER TABLE {} DROP COLUMN {}").format(names.jobs, names.embedding)
 
 
-STATE_SCHEMA_VERSION = "3"
+STATE_SCHEMA_VERSION = "4"
 
 
 def text_versions(names: Names) -> sql.Composed:
@@ -61,6 +85,13 @@ def text_versions(names: Names) -> sql.Composed:
     )
 
 
+def vector_digest(expression: sql.Composable) -> sql.Composed:
+    """16 bytes that identify a stored vector exactly (md5 of pgvector's binary form): recorded
+    when the pipeline writes a vector, compared by every run and by the vector audit, so that a
+    vector written by anyone else, or moved to another row, is never taken for the pipeline's."""
+    return sql.SQL("decode(md5(vector_send({})), 'hex')").format(expression)
+
+
 def vector_gone(names: Names) -> sql.Composed:
     """The state of a job whose vector is gone (removed by the application, or behind the
     triggers' back): no vector, due at once."""
@@ -69,8 +100,21 @@ def vector_gone(names: Names) -> sql.Composed:
     ).format(text_versions(names))
 
 
+FOREIGN_VECTOR_SEEN = "vector written outside the pipeline (seen by the capture trigger)"
+
+
+def foreign_vector(names: Names, reason: sql.Composable) -> sql.Composed:
+    """The state of a job whose vector someone else wrote (another writer, a swap, a restore):
+    not the pipeline's, so stale and due at once with ``reason`` as its last error (every check
+    names it), and no run may take it for unchanged."""
+    return sql.SQL(
+        "text_version = {}, text_hash = NULL, vector_hash = NULL, model_id = NULL, attempts = 0,"
+        " changed_at = now(), app_change = false, last_error = {}"
+    ).format(text_versions(names), reason)
+
+
 def create_state_schema(names: Names) -> list[sql.Composed]:
-    """Create (or migrate to version 3) the state schema. Every statement is idempotent."""
+    """Create (or migrate to version 4) the state schema. Every statement is idempotent."""
     job_state, chunks = names.state("job_state"), names.state("chunks")
     return [
         sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(names.state_schema)),
@@ -108,6 +152,8 @@ def create_state_schema(names: Names) -> list[sql.Composed]:
         # A mirror of JOBPING_ELIGIBLE_COLUMN kept by the trigger, so coverage can be counted from
         # the state alone (store/coverage.py, state_coverage).
         sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS eligible boolean NOT NULL DEFAULT true").format(job_state),
+        # The digest of the vector the pipeline wrote (vector_digest); version 4.
+        sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS vector_hash bytea").format(job_state),
         # Versions from before the sequence must stay below every version it hands out.
         sql.SQL(
             "SELECT setval({seq}, greatest((SELECT last_value FROM {seq_table}),"
@@ -130,24 +176,26 @@ def create_state_schema(names: Names) -> list[sql.Composed]:
     ]
 
 
-# Column types without an equality operator (IS DISTINCT FROM raises on them): compared as text.
-TYPES_COMPARED_AS_TEXT = frozenset({"json", "xml", "point", "line", "lseg", "box", "path", "polygon", "circle"})
-
-
-def install_change_capture(names: Names, text_column_types: dict[str, str]) -> list[sql.Composed]:
+def install_change_capture(names: Names, vector_schema: str) -> list[sql.Composed]:
     """Statement-level triggers with transition tables: one statement per INSERT/UPDATE/DELETE
     on jobs, however many rows it touches, so bulk loads stay fast. Only a change of a text
-    column marks a job dirty; writes of the embedding, ``updated_at`` bumps and any other column
-    change nothing. An UPDATE that changes primary keys is an insert of the new ids and a delete
-    of the old ones. Every new version comes from one sequence."""
+    column marks a job dirty; writes of the embedding by the pipeline, ``updated_at`` bumps and
+    any other column change nothing. A vector written by anyone else makes the job stale and due;
+    a vector removed makes it missing and due. An UPDATE that changes primary keys is an insert
+    of the new ids and a delete of the old ones; TRUNCATE forgets every job. Every new version
+    comes from one sequence.
+
+    The triggers are enabled ALWAYS: they fire under ``session_replication_role = replica`` too
+    (bulk fixes, ``pg_restore --disable-triggers``, logical replication), which the pipeline's own
+    writes use only to keep the application's triggers quiet. Values are compared as text, fully
+    qualified, so every column type compares under the function's fixed ``search_path``."""
     job_state = names.state("job_state")
 
-    def compared(column: str, alias: str) -> sql.Composable:
-        value = sql.SQL("{}.{}").format(sql.Identifier(alias), sql.Identifier(column))
-        return sql.SQL("{}::text").format(value) if text_column_types.get(column) in TYPES_COMPARED_AS_TEXT else value
+    def as_text(column: str, alias: str) -> sql.Composable:
+        return sql.SQL("{}.{}::pg_catalog.text").format(sql.Identifier(alias), sql.Identifier(column))
 
     changed = sql.SQL(" OR ").join(
-        sql.SQL("{} IS DISTINCT FROM {}").format(compared(column, "o"), compared(column, "n"))
+        sql.SQL("{} IS DISTINCT FROM {}").format(as_text(column, "o"), as_text(column, "n"))
         for column in names.text_columns
     )
     update_bump = sql.SQL("text_version = {next_version}, changed_at = now(), attempts = 0, app_change = true").format(
@@ -161,6 +209,18 @@ def install_change_capture(names: Names, text_column_types: dict[str, str]) -> l
         "    FROM old_rows o JOIN new_rows n ON n.{id} = o.{id}\n"
         "    WHERE s.job_id = n.{id} AND o.{embedding} IS NOT NULL AND n.{embedding} IS NULL;\n"
     ).format(job_state=job_state, vector_gone=vector_gone(names), id=names.id, embedding=names.embedding)
+    vector_replaced = sql.SQL(
+        "    UPDATE {job_state} AS s SET {foreign_vector}\n"
+        "    FROM old_rows o JOIN new_rows n ON n.{id} = o.{id}\n"
+        "    WHERE s.job_id = n.{id} AND n.{embedding} IS NOT NULL\n"
+        "    AND (o.{embedding} IS NULL OR o.{embedding} OPERATOR({vector_schema}.<>) n.{embedding});\n"
+    ).format(
+        job_state=job_state,
+        foreign_vector=foreign_vector(names, sql.Literal(FOREIGN_VECTOR_SEEN)),
+        id=names.id,
+        embedding=names.embedding,
+        vector_schema=sql.Identifier(vector_schema),
+    )
     eligibility_changed = sql.SQL(
         "    UPDATE {job_state} AS s SET eligible = {eligible} FROM new_rows n\n"
         "    WHERE s.job_id = n.{id} AND s.eligible IS DISTINCT FROM {eligible};\n"
@@ -170,6 +230,13 @@ def install_change_capture(names: Names, text_column_types: dict[str, str]) -> l
         "CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql "
         "SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $body$\n"
         "BEGIN\n"
+        "  IF TG_OP = 'TRUNCATE' THEN\n"
+        "    DELETE FROM {job_state};\n"
+        "    RETURN NULL;\n"
+        "  END IF;\n"
+        "  IF TG_OP = 'UPDATE' AND current_setting({vector_write}, true) = 'on' THEN\n"
+        "    RETURN NULL;  -- the pipeline's own write: the embedding column alone, recorded by it\n"
+        "  END IF;\n"
         "  IF TG_OP = 'INSERT' THEN\n"
         "    INSERT INTO {job_state} AS s (job_id, app_change, eligible) SELECT n.{id}, true, {eligible} FROM new_rows n\n"
         "    ON CONFLICT (job_id) DO UPDATE SET {bump};\n"
@@ -178,6 +245,7 @@ def install_change_capture(names: Names, text_column_types: dict[str, str]) -> l
         "    FROM old_rows o JOIN new_rows n ON n.{id} = o.{id}\n"
         "    WHERE s.job_id = n.{id} AND ({changed});\n"
         "{vector_removed}"
+        "{vector_replaced}"
         "{eligibility_changed}"
         "    INSERT INTO {job_state} AS s (job_id, app_change, eligible)\n"
         "    SELECT n.{id}, true, {eligible} FROM new_rows n WHERE NOT EXISTS (SELECT 1 FROM old_rows o WHERE o.{id} = n.{id})\n"
@@ -198,30 +266,31 @@ def install_change_capture(names: Names, text_column_types: dict[str, str]) -> l
         bump=bump,
         update_bump=update_bump,
         eligible=names.eligible("n"),
+        vector_write=sql.Literal(VECTOR_WRITE_SETTING),
         vector_removed=vector_removed,
+        vector_replaced=vector_replaced,
         eligibility_changed=eligibility_changed if names.eligible_column else sql.SQL(""),
     )
     statements = [body]
     referencing_by_operation = {
-        "INSERT": "NEW TABLE AS new_rows",
-        "UPDATE": "OLD TABLE AS old_rows NEW TABLE AS new_rows",
-        "DELETE": "OLD TABLE AS old_rows",
+        "INSERT": sql.SQL("REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT"),
+        "UPDATE": sql.SQL("REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT"),
+        "DELETE": sql.SQL("REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT"),
+        "TRUNCATE": sql.SQL("FOR EACH STATEMENT"),
     }
     for operation in CAPTURE_OPERATIONS:
         trigger = sql.Identifier(capture_trigger_name(names.state_schema, operation))
         statements.append(sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(trigger, names.jobs))
         statements.append(
-            sql.SQL(
-                "CREATE TRIGGER {trigger} AFTER {operation} ON {jobs} REFERENCING {referencing} "
-                "FOR EACH STATEMENT EXECUTE FUNCTION {function}()"
-            ).format(
+            sql.SQL("CREATE TRIGGER {trigger} AFTER {operation} ON {jobs} {referencing} EXECUTE FUNCTION {function}()").format(
                 trigger=trigger,
                 operation=sql.SQL(operation),
                 jobs=names.jobs,
-                referencing=sql.SQL(referencing_by_operation[operation]),
+                referencing=referencing_by_operation[operation],
                 function=function,
             )
         )
+        statements.append(sql.SQL("ALTER TABLE {} ENABLE ALWAYS TRIGGER {}").format(names.jobs, trigger))
     return statements
 
 
@@ -241,6 +310,18 @@ def mirror_eligibility(names: Names) -> sql.Composed:
         "UPDATE {job_state} AS s SET eligible = {eligible} FROM {jobs} j "
         "WHERE j.{id} = s.job_id AND s.eligible IS DISTINCT FROM {eligible}"
     ).format(job_state=names.state("job_state"), eligible=names.eligible("j"), jobs=names.jobs, id=names.id)
+
+
+def adopt_vector_digests(names: Names) -> sql.Composed:
+    """Upgrading to version 4: the digest of each vector the state records as the pipeline's,
+    as it stands (trusted as before the upgrade; the audit still checks its text and samples)."""
+    return sql.SQL(
+        "UPDATE {job_state} AS s SET vector_hash = {digest} FROM {jobs} j "
+        "WHERE j.{id} = s.job_id AND s.vector_hash IS NULL AND s.embedded_version IS NOT NULL AND j.{embedding} IS NOT NULL"
+    ).format(
+        job_state=names.state("job_state"), digest=vector_digest(sql.SQL("j.{}").format(names.embedding)),
+        jobs=names.jobs, id=names.id, embedding=names.embedding,
+    )
 
 
 def mark_every_job_dirty(names: Names) -> sql.Composed:
@@ -281,36 +362,31 @@ class SetupStore(StoreBase):
     def _apply_setup(self, connection: psycopg.Connection, table, names: Names, dimensions: int) -> list[str]:
         settings = self.settings
         changes: list[str] = []
+        self._check_unique_ids(connection)
         state_exists = connection.execute(TABLE_COLUMNS, (settings.state_schema, "job_state")).fetchall()
         meta = dict(connection.execute(read_meta(names)).fetchall()) if state_exists else {}
-        capture, signature = self._change_capture(connection, names, table, dimensions)
-        jobs_table = settings.jobs_table
-        triggers = connection.execute(
-            CAPTURE_TRIGGER_COUNT, (jobs_table.schema, jobs_table.name, settings.state_schema)
-        ).fetchone()[0]
-        wanted_meta = {
-            "state_schema_version": STATE_SCHEMA_VERSION,
-            "change_capture": signature,
-            "text_columns": ",".join(table.text_columns),
-            "embedding_column": settings.embedding_column,
-            "embedding_dimensions": str(dimensions),
-            "eligible_column": settings.eligible_column or "",
-        }
-        in_place = (
-            table.embedding_dimensions == dimensions
-            and triggers == len(CAPTURE_OPERATIONS)
-            and all(meta.get(key) == value for key, value in wanted_meta.items())
-        )
-        if in_place:
-            return changes
-        if connection.execute(VECTOR_EXTENSION_VERSION).fetchone() is None:
+        if connection.execute(VECTOR_EXTENSION_SCHEMA).fetchone() is None:
             connection.execute(CREATE_VECTOR_EXTENSION)
             changes.append("created extension vector")
+        wanted_meta, capture = self._wanted(connection, names, table, dimensions)
+        if not self._outdated(connection, meta, wanted_meta, table, dimensions) and not changes:
+            return changes
+        if meta:
+            # Runs recording vectors as fresh hold these rows FOR SHARE (writes.py): a switch of
+            # text or embedding column waits for the write in flight, and a write after it sees
+            # the switch and refuses. Taken first, before any state row, so neither waits on the other.
+            connection.execute(LOCK_META.format(names.state("meta"))).fetchall()
+            meta = dict(connection.execute(read_meta(names)).fetchall())
         if table.embedding_dimensions is None:
             connection.execute(add_embedding_column(names, dimensions))
-            changes.append(f"added column {settings.embedding_column} vector({dimensions}) to {jobs_table}")
+            changes.append(f"added column {settings.embedding_column} vector({dimensions}) to {settings.jobs_table}")
         self._create_state_schema(connection, names, state_exists, changes)
-        if meta.get("change_capture") != signature or triggers != len(CAPTURE_OPERATIONS):
+        if meta and int(meta.get("state_schema_version") or 0) < 4:
+            adopted = connection.execute(adopt_vector_digests(names)).rowcount
+            if adopted:
+                changes.append(f"recorded the digest of {adopted} vectors written before state schema version 4")
+        triggers = self._capture_triggers(connection)
+        if meta.get("change_capture") != wanted_meta["change_capture"] or triggers != len(CAPTURE_OPERATIONS):
             for statement in capture:
                 connection.execute(statement)
             changes.append(
@@ -328,6 +404,62 @@ class SetupStore(StoreBase):
             if meta.get(key) != value:
                 connection.execute(write_meta(names), (key, value))
         return changes
+
+    def _wanted(self, connection: psycopg.Connection, names: Names, table, dimensions: int) -> tuple[dict[str, str], list]:
+        """What setup records in meta for this configuration, and the trigger statements."""
+        capture, signature = self._change_capture(connection, names, dimensions)
+        wanted = {
+            "state_schema_version": STATE_SCHEMA_VERSION,
+            "change_capture": signature,
+            "text_columns": ",".join(table.text_columns),
+            "embedding_column": self.settings.embedding_column,
+            "embedding_dimensions": str(dimensions),
+            "eligible_column": self.settings.eligible_column or "",
+        }
+        return wanted, capture
+
+    def _capture_triggers(self, connection: psycopg.Connection) -> int:
+        jobs_table = self.settings.jobs_table
+        return connection.execute(
+            CAPTURE_TRIGGER_COUNT, (jobs_table.schema, jobs_table.name, self.settings.state_schema)
+        ).fetchone()[0]
+
+    def _outdated(self, connection, meta: dict[str, str], wanted: dict[str, str], table, dimensions: int) -> list[str]:
+        """What differs from what setup would make now: settings recorded in meta, triggers
+        missing or not enabled ALWAYS, the column's dimension. Empty when setup has nothing to do."""
+        reasons = [f"{key} {meta.get(key)!r} -> {value!r}" for key, value in wanted.items() if meta.get(key) != value]
+        if table.embedding_dimensions != dimensions:
+            reasons.append(f"embedding column vector({table.embedding_dimensions}) -> vector({dimensions})")
+        if self._capture_triggers(connection) != len(CAPTURE_OPERATIONS):
+            reasons.append("change-capture triggers missing or not enabled ALWAYS")
+        return reasons
+
+    def setup_outdated(self, dimensions: int) -> list[str]:
+        """Why setup must run again for the current configuration (the sensor asks each tick):
+        any setting setup depends on changed (text columns, embedding column, eligible column,
+        the id column's type, the state schema version), or the triggers were disabled or dropped."""
+        with self.connect(autocommit=True, vectors=False) as connection:
+            table = self.inspect(connection, refresh=True)
+            names = self.names()
+            try:
+                meta = dict(connection.execute(read_meta(names)).fetchall())
+            except psycopg.errors.UndefinedTable:
+                return ["the pipeline is not set up"]
+            if connection.execute(VECTOR_EXTENSION_SCHEMA).fetchone() is None:
+                return ["the vector extension is missing"]
+            wanted, _ = self._wanted(connection, names, table, dimensions)
+            return self._outdated(connection, meta, wanted, table, dimensions)
+
+    def _check_unique_ids(self, connection: psycopg.Connection) -> None:
+        settings = self.settings
+        table = table_identifier(settings.jobs_table).as_string(connection)
+        if connection.execute(UNIQUE_ID_INDEX, (table, settings.id_column)).fetchone() is None:
+            raise ConfigError(
+                f"JOBPING_ID_COLUMN={settings.id_column!r}: {settings.jobs_table} has no unique index on "
+                f"{settings.id_column} alone, so one id could name two rows and a vector could land on the wrong one. "
+                f"Add one (ALTER TABLE {table} ADD PRIMARY KEY ({settings.id_column}), or CREATE UNIQUE INDEX ... "
+                f"ON {table} ({settings.id_column})), or set JOBPING_ID_COLUMN to a unique column"
+            )
 
     @staticmethod
     def _why_every_job_is_due(meta: dict[str, str], wanted: dict[str, str], table) -> str | None:
@@ -361,12 +493,12 @@ class SetupStore(StoreBase):
             connection.execute(statement)
 
     def _change_capture(
-        self, connection: psycopg.Connection, names: Names, table, dimensions: int
+        self, connection: psycopg.Connection, names: Names, dimensions: int
     ) -> tuple[list[sql.Composed], str]:
         """The trigger and search function statements, and their signature (recorded in meta, so
         they are re-installed only when they differ)."""
-        types = {name: column.type_name for name, column in table.columns.items()}
-        capture = [*install_change_capture(names, types), search_function(names, dimensions)]
+        vector_schema = connection.execute(VECTOR_EXTENSION_SCHEMA).fetchone()[0]
+        capture = [*install_change_capture(names, vector_schema), search_function(names, dimensions)]
         signature = hashlib.sha256("\n".join(statement.as_string(connection) for statement in capture).encode())
         return capture, signature.hexdigest()
 

@@ -15,13 +15,25 @@ import numpy as np
 import psycopg
 from psycopg import sql
 
+from jobping_pipeline.settings import ConfigError
 from jobping_pipeline.store.catalog import Names, StoreBase, not_up_to_date
+from jobping_pipeline.store.setup import VECTOR_WRITE_SETTING, vector_digest
 
 logger = logging.getLogger(__name__)
 
 # SET LOCAL, inside each write's own transaction: it holds through a transaction-mode pooler,
 # where a session-level SET would stay on whichever backend ran it.
 SET_REPLICA_ROLE = sql.SQL("SET LOCAL session_replication_role = replica")
+# Marks this transaction's writes of the embedding column as the pipeline's own: the capture
+# trigger (enabled ALWAYS) lets them pass and takes any other vector write for a foreign one.
+MARK_VECTOR_WRITE = sql.SQL("SET LOCAL {} = 'on'").format(sql.SQL(VECTOR_WRITE_SETTING))
+# The settings a vector recorded as fresh depends on, as the last setup recorded them; held
+# FOR SHARE until the write commits, so setup's switch (which locks them first) waits for it.
+RECORDED_CONFIGURATION = "SELECT key, value FROM {} WHERE key IN ('text_columns', 'embedding_column') FOR SHARE"
+
+
+class ConfigurationChanged(ConfigError):
+    """Setup recorded another text or embedding column than this run read: nothing was written."""
 
 
 @dataclass
@@ -34,6 +46,7 @@ class ChunkRow:
     attempts: int
     exists: bool
     has_embedding: bool
+    vector_is_recorded: bool  # the stored vector is the one the pipeline recorded writing
     values: tuple[Any, ...]
 
 
@@ -43,7 +56,8 @@ def read_chunk(names: Names) -> sql.Composed:
     reads one row. The job columns are NULL for a job deleted since it was registered."""
     return sql.SQL(
         "SELECT s.job_id, s.text_version, s.text_hash, s.model_id, s.embedded_version, s.attempts,"
-        " j.{id} IS NOT NULL AS job_exists, j.{embedding} IS NOT NULL AS has_embedding, {columns} "
+        " j.{id} IS NOT NULL AS job_exists, j.{embedding} IS NOT NULL AS has_embedding,"
+        " coalesce(s.vector_hash = {digest}, false), {columns} "
         "FROM {job_state} s JOIN {chunks} c ON c.chunk_no = s.chunk_no "
         "LEFT JOIN {jobs} j ON j.{id} = s.job_id "
         "WHERE c.chunk_key = %(chunk_key)s AND {not_up_to_date} "
@@ -51,6 +65,7 @@ def read_chunk(names: Names) -> sql.Composed:
     ).format(
         id=names.id,
         embedding=names.embedding,
+        digest=vector_digest(sql.SQL("j.{}").format(names.embedding)),
         columns=names.text_column_list("j"),
         job_state=names.state("job_state"),
         chunks=names.state("chunks"),
@@ -69,20 +84,25 @@ def chunk_job_count(names: Names) -> sql.Composed:
 
 def write_embeddings(names: Names) -> sql.Composed:
     """One set-based UPDATE of the embedding column for a whole batch; returns the ids that
-    still existed."""
+    still existed, each with the digest of the vector as stored."""
     return sql.SQL(
         "UPDATE {jobs} AS j SET {embedding} = v.embedding "
         "FROM unnest(%b::{id_array}, %b::vector[]) AS v(job_id, embedding) "
-        "WHERE j.{id} = v.job_id RETURNING j.{id}"
-    ).format(jobs=names.jobs, embedding=names.embedding, id_array=names.id_array, id=names.id)
+        "WHERE j.{id} = v.job_id RETURNING j.{id}, {digest}"
+    ).format(
+        jobs=names.jobs, embedding=names.embedding, id_array=names.id_array, id=names.id,
+        digest=vector_digest(sql.SQL("j.{}").format(names.embedding)),
+    )
 
 
 def record_embedded(names: Names) -> sql.Composed:
-    """Mark a batch embedded: the text hash and text version it was embedded from, the model."""
+    """Mark a batch embedded: the text hash and text version it was embedded from, the model,
+    and the digest of the vector written (NULL: the stored vector is kept, its digest too)."""
     return sql.SQL(
         "UPDATE {job_state} AS s SET text_hash = v.text_hash, embedded_version = v.text_version,"
+        " vector_hash = coalesce(v.vector_hash, s.vector_hash),"
         " model_id = %b, embedded_at = now(), attempts = 0, last_error = NULL "
-        "FROM unnest(%b::{id_array}, %b::bytea[], %b::bigint[]) AS v(job_id, text_hash, text_version) "
+        "FROM unnest(%b::{id_array}, %b::bytea[], %b::bigint[], %b::bytea[]) AS v(job_id, text_hash, text_version, vector_hash) "
         "WHERE s.job_id = v.job_id"
     ).format(job_state=names.state("job_state"), id_array=names.id_array)
 
@@ -100,8 +120,12 @@ def visible_jobs(names: Names) -> sql.Composed:
 
 
 def forget_jobs(names: Names) -> sql.Composed:
-    """Drop the state of jobs that no longer exist in the jobs table."""
-    return sql.SQL("DELETE FROM {} WHERE job_id = ANY(%b::{})").format(names.state("job_state"), names.id_array)
+    """Drop the state of those of these jobs that are still gone from the jobs table, checked in
+    the same statement: a job deleted and inserted again meanwhile keeps its (new) state."""
+    return sql.SQL(
+        "DELETE FROM {job_state} s WHERE s.job_id = ANY(%b::{id_array}) "
+        "AND NOT EXISTS (SELECT 1 FROM {jobs} j WHERE j.{id} = s.job_id)"
+    ).format(job_state=names.state("job_state"), id_array=names.id_array, jobs=names.jobs, id=names.id)
 
 
 class WriteStore(StoreBase):
@@ -125,7 +149,8 @@ class WriteStore(StoreBase):
                 attempts=row[5],
                 exists=row[6],
                 has_embedding=row[7],
-                values=tuple(row[8:]),
+                vector_is_recorded=row[8],
+                values=tuple(row[9:]),
             )
             for row in rows
         ]
@@ -150,6 +175,21 @@ class WriteStore(StoreBase):
                 )
         return connection
 
+    def check_configuration(self, connection: psycopg.Connection) -> None:
+        """Inside a transaction that records vectors as fresh: the text and embedding columns this
+        run reads are still those setup recorded; held until the commit (``RECORDED_CONFIGURATION``).
+        Otherwise :class:`ConfigurationChanged`, and the transaction writes nothing."""
+        names = self.names()
+        recorded = dict(connection.execute(sql.SQL(RECORDED_CONFIGURATION).format(names.state("meta"))).fetchall())
+        ours = {"text_columns": ",".join(names.text_columns), "embedding_column": names.embedding_column}
+        changed = {key: value for key, value in recorded.items() if ours.get(key) != value}
+        if changed:
+            raise ConfigurationChanged(
+                "the configuration changed while this run was going: setup now records "
+                + ", ".join(f"{key} {value!r} (this run read {ours[key]!r})" for key, value in changed.items())
+                + "; nothing was written by this write, and the jobs stay due for a run with the new configuration"
+            )
+
     def write_batch(
         self,
         connection: psycopg.Connection,
@@ -163,12 +203,13 @@ class WriteStore(StoreBase):
         written (a job deleted meanwhile is missing from it)."""
         names = self.names()
         with connection.transaction():
+            self.check_configuration(connection)
             if self._skip_table_triggers:
                 connection.execute(SET_REPLICA_ROLE)
-            written = [row[0] for row in connection.execute(write_embeddings(names), (list(job_ids), list(vectors)))]
-            if written:
-                written_set = set(written)
-                keep = [index for index, job_id in enumerate(job_ids) if job_id in written_set]
+            connection.execute(MARK_VECTOR_WRITE)
+            digests = dict(connection.execute(write_embeddings(names), (list(job_ids), list(vectors))).fetchall())
+            if digests:
+                keep = [index for index, job_id in enumerate(job_ids) if job_id in digests]
                 connection.execute(
                     record_embedded(names),
                     (
@@ -176,9 +217,10 @@ class WriteStore(StoreBase):
                         [job_ids[index] for index in keep],
                         [hashes[index] for index in keep],
                         [versions[index] for index in keep],
+                        [digests[job_ids[index]] for index in keep],
                     ),
                 )
-        return written
+        return list(digests)
 
     def record_unchanged(
         self,
@@ -188,11 +230,13 @@ class WriteStore(StoreBase):
         versions: Sequence[int],
         model_id: str,
     ) -> None:
-        """Jobs whose text and model match their stored vector: only their state moves on."""
+        """Jobs whose text and model match their stored vector, which is the one the pipeline
+        recorded writing: only their state moves on."""
         if job_ids:
             with connection.transaction():
+                self.check_configuration(connection)
                 connection.execute(
-                    record_embedded(self.names()), (model_id, list(job_ids), list(hashes), list(versions))
+                    record_embedded(self.names()), (model_id, list(job_ids), list(hashes), list(versions), [None] * len(job_ids))
                 )
 
     def record_failure(self, job_ids: Sequence[Any], error: str) -> None:
