@@ -25,6 +25,8 @@ from jobping_pipeline.partitions import CHUNKS_PER_RUN, job_chunks
 from jobping_pipeline.progress import chunk_finished
 from jobping_pipeline.resources import EmbeddingModel, JobsDatabase
 
+# The chunks a sensor run was requested for (sensors.run_request), as "000003,000007".
+SENSOR_CHUNKS_TAG = "jobping/chunks"
 # dagster.yaml limits this pool, so that embedding runs don't oversubscribe the CPU or GPU.
 EMBEDDING_POOL = "jobping_embedding"
 
@@ -145,8 +147,13 @@ def _embed_chunks(context, store: JobStore, embedding_model: EmbeddingModel, chu
     store.check_text_columns()
     reports: list[ChunkReport] = []
     # A range run (from the sensor: up to 10 dirty chunks, however far apart) skips the chunks
-    # in between that are up to date, with one query instead of a read per chunk.
+    # in between that are up to date, with one query instead of a read per chunk. A sensor run
+    # embeds only the chunks it was requested for (its tag): the chunks in between that are
+    # stale only because JOBPING_MODEL changed wait for a deliberate backfill.
     with_work = {key for key, _ in store.chunks_with_pending_work(encoder.model_id)} if len(chunk_keys) > 1 else None
+    requested = context.run.tags.get(SENSOR_CHUNKS_TAG)
+    if with_work is not None and requested:
+        with_work &= set(requested.split(","))
     ahead = encoding_ahead.active_for(encoder)  # the CLI's backfill: encoded while Dagster worked
     own_ahead = None
     if ahead is None and with_work is not None and len(with_work) > 1 and isinstance(encoder.spec, ModelSpec):

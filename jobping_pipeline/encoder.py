@@ -22,6 +22,7 @@ from typing import Callable, Iterator, Sequence, Union
 import numpy as np
 
 from jobping_pipeline.model_runtime import ConvertedModel
+from jobping_pipeline.model_fingerprint import folder_fingerprint
 from jobping_pipeline.openai_encoder import ApiSpec, OpenAIEncoder
 from jobping_pipeline.settings import BUNDLED_MODEL, OPENAI_PROVIDER, PRECISIONS, ConfigError, Settings
 from jobping_pipeline.texts import DEFAULT_TEXT_TEMPLATE, text_template_suffix
@@ -45,8 +46,14 @@ class ModelSpec:
         """Recorded per job: two vectors are comparable when their model ids are equal. Paths
         whose vectors stay within cosine 0.9999 of the model's own fp32 ones (bf16 autocast,
         ONNX Runtime and OpenVINO in fp32 or bf16) share the model's id; a quantized model
-        computes other vectors, so its id names the quantization and the runtime."""
-        model_id = self.name if self.max_seq_length is None else f"{self.name}@{self.max_seq_length}"
+        computes other vectors, so its id names the quantization and the runtime. A model in a
+        local folder is named by its path and a fingerprint of its files' contents."""
+        model_id = self.name
+        if self.name != BUNDLED_MODEL and Path(self.name).expanduser().is_dir():
+            # A local folder: its weights, not its path, name the model (model_fingerprint.py).
+            model_id += f"#{folder_fingerprint(Path(self.name).expanduser())}"
+        if self.max_seq_length is not None:
+            model_id += f"@{self.max_seq_length}"
         if self.quantization != "none":
             model_id += f"+{self.quantization}-{self.backend}"
         return model_id + text_template_suffix(self.text_template)
@@ -90,9 +97,12 @@ class Encoder:
 
     backend = "torch"
 
-    def __init__(self, spec: ModelSpec, model) -> None:
+    def __init__(self, spec: ModelSpec, model, model_id: str | None = None) -> None:
         self.spec = spec
         self.model = model
+        # As the weights were when loaded: a folder replaced in place later makes a new id for the
+        # checks, never for the vectors of these weights.
+        self._model_id = model_id or spec.model_id
         self.dimensions: int = int(model.get_embedding_dimension())
         self.device: str = str(model.device)
         self.precision: str = resolve_precision(spec.precision, self.device)
@@ -101,7 +111,7 @@ class Encoder:
 
     @property
     def model_id(self) -> str:
-        return self.spec.model_id
+        return self._model_id
 
     def encode(self, texts: Sequence[str], batch_size: int) -> np.ndarray:
         """Unit-length float32 vectors, one row per text, in input order. One call at a time
@@ -155,9 +165,10 @@ class ConvertedEncoder(Encoder):
     """A model converted for ONNX Runtime or OpenVINO (``model_runtime.py``): the same vectors
     as sentence-transformers (within cosine 0.9999 unless quantized), no torch in the process."""
 
-    def __init__(self, spec: ModelSpec, model: ConvertedModel, backend: str, precision: str) -> None:
+    def __init__(self, spec: ModelSpec, model: ConvertedModel, backend: str, precision: str, model_id: str) -> None:
         self.spec = spec
         self.model = model
+        self._model_id = model_id
         self.backend = backend
         self.dimensions = model.dimensions
         self.device = "cpu"
@@ -309,6 +320,7 @@ def _load_converted(spec: ModelSpec, backend: str) -> ConvertedEncoder:
     from jobping_pipeline.model_export import converted_model
 
     precision = _converted_precision(spec, backend)
+    model_id = spec.model_id
     cache = Path(spec.model_cache) if spec.model_cache else Path.home() / ".cache" / "jobping-pipeline" / "models"
     try:
         folder = _model_folder(spec.name)
@@ -328,7 +340,7 @@ def _load_converted(spec: ModelSpec, backend: str) -> ConvertedEncoder:
             f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}); "
             "JOBPING_BACKEND=torch runs it with sentence-transformers"
         ) from error
-    return ConvertedEncoder(spec, model, backend, precision)
+    return ConvertedEncoder(spec, model, backend, precision, model_id)
 
 
 def _configured_max_seq_length(folder: Path) -> int:
@@ -373,7 +385,8 @@ def load_encoder(spec: EncoderSpec) -> AnyEncoder:
             elif (backend := resolve_backend(spec.backend, spec.device)) != "torch" and _convertible(spec):
                 encoder = _load_converted(spec, backend)
             else:
-                encoder = Encoder(spec, _load(spec))
+                model_id = spec.model_id  # before the weights are read
+                encoder = Encoder(spec, _load(spec), model_id)
             _loaded[spec] = encoder
         return encoder
 

@@ -24,6 +24,7 @@ import warnings
 from importlib import metadata
 from pathlib import Path
 
+from jobping_pipeline.model_fingerprint import folder_fingerprint
 from jobping_pipeline.model_runtime import INPUT_NAMES, ONNX_FILE, OPENVINO_FILE
 
 # Bump when the conversion itself changes: every cached conversion is then made again.
@@ -42,15 +43,11 @@ def cpu_flags() -> tuple[str, ...]:
 
 
 def conversion_key(model_folder: Path, max_seq_length: int, backend: str, quantization: str) -> str:
-    """Names one conversion: the model's files (their names and sizes), settings, runtime, CPU."""
-    files = sorted(
-        (str(path.relative_to(model_folder)), path.stat().st_size)
-        for path in model_folder.rglob("*")
-        if path.is_file() and ".cache" not in path.parts
-    )
+    """Names one conversion: the model's files (their names and contents: a folder replaced in
+    place is converted again), settings, runtime, CPU."""
     runtime = "onnxruntime" if backend == "onnx" else "openvino"
     description = {
-        "files": files,
+        "files": folder_fingerprint(model_folder),
         "max_seq_length": max_seq_length,
         "backend": backend,
         "quantization": quantization,

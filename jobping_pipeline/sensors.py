@@ -34,7 +34,7 @@ from dagster import (
     sensor,
 )
 
-from jobping_pipeline.assets import job_embeddings
+from jobping_pipeline.assets import SENSOR_CHUNKS_TAG, job_embeddings
 from jobping_pipeline.store import JobStore
 from jobping_pipeline.store.chunks import DirtyChunk
 from jobping_pipeline.partitions import JOB_CHUNKS, RANGE_END_TAG, RANGE_START_TAG, in_runs, run_partitions
@@ -151,7 +151,7 @@ def run_request(run: list[DirtyChunk]) -> RunRequest:
     Its run key names the state of each chunk's work, so Dagster never starts the same work twice."""
     tags = {
         "jobping/trigger": "sensor",
-        "jobping/chunks": ",".join(chunk.chunk_key for chunk in run),
+        SENSOR_CHUNKS_TAG: ",".join(chunk.chunk_key for chunk in run),
         "jobping/pending_jobs": str(sum(chunk.jobs for chunk in run)),
     }
     partition_key, range_tags = run_partitions([chunk.chunk_key for chunk in run])

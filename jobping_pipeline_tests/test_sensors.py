@@ -159,3 +159,29 @@ def test_an_edit_in_each_of_six_chunks_is_one_run(database_url, encoder, instanc
     run_chunks(settings, instance, result)
     assert requested(tick(settings, instance)) == []
     assert JobStore(settings).coverage("sentence-transformers/all-MiniLM-L6-v2").complete
+
+
+def test_a_switch_of_the_embedding_column_alone_reruns_setup_and_embeds_into_it(covered, instance):
+    switched = make_settings(covered.database_url, JOBPING_CHUNK_SIZE="25", JOBPING_EMBEDDING_COLUMN="embedding_v2")
+    sensor_result = tick(switched, instance)
+    assert requested(sensor_result) == ["000001", "000002"]
+    assert JobStore(switched).state_coverage(MODEL_ID).fresh == 0
+    run_chunks(switched, instance, sensor_result)
+    assert JobStore(switched).coverage(MODEL_ID).complete
+
+
+def test_a_sensor_range_run_leaves_the_chunks_between_that_only_a_model_change_made_stale(database_url, encoder, instance):
+    settings = make_settings(database_url, JOBPING_CHUNK_SIZE="10")
+    store = load_demo(settings, 30)
+    store.setup(encoder.dimensions)
+    run_chunks(settings, instance, tick(settings, instance))
+    # Another text template is another model id: every vector is stale for it.
+    other = make_settings(database_url, JOBPING_CHUNK_SIZE="10", JOBPING_TEXT_TEMPLATE="sentences")
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        connection.execute("UPDATE jobs SET title = title || ' (edited)' WHERE id IN (1, 25)")
+    [request] = tick(other, instance).run_requests
+    assert request.tags["jobping/chunks"] == "000001,000003"
+    job = build_definitions(other).resolve_job_def(EMBED_JOB)
+    assert job.execute_in_process(instance=instance, tags=request.tags).success
+    stale_for_the_new_model = {key for key, _ in JobStore(other).chunks_with_pending_work(f"{MODEL_ID}+text=sentences")}
+    assert stale_for_the_new_model == {"000002"}, "re-embedding the table is a deliberate backfill"

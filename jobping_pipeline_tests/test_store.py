@@ -107,9 +107,16 @@ def test_change_capture_marks_only_text_changes(settings):
         before = dict(connection.execute(versions).fetchall())
         connection.execute("UPDATE jobs SET updated_at = now() + interval '1 day'")
         connection.execute("UPDATE jobs SET is_active = NOT is_active")
-        connection.execute("UPDATE jobs SET embedding = array_fill(0.1, ARRAY[384])::vector")
+        with connection.transaction():  # a write of the embedding by the pipeline: marked as its own
+            connection.execute("SET LOCAL jobping.vector_write = 'on'")
+            connection.execute("UPDATE jobs SET embedding = array_fill(0.1, ARRAY[384])::vector")
         connection.execute("UPDATE jobs SET title = title")
         assert dict(connection.execute(versions).fetchall()) == before
+        connection.execute("UPDATE jobs SET embedding = array_fill(0.2, ARRAY[384])::vector WHERE id = 6")
+        assert {job for job, version in connection.execute(versions) if version != before[job]} == {6}, (
+            "a vector written by anyone else is not the pipeline's: due again"
+        )
+        before = dict(connection.execute(versions).fetchall())
         connection.execute("UPDATE jobs SET description = 'rewritten' WHERE id = 3")
         connection.execute("UPDATE jobs SET categories = array_append(categories, 'New') WHERE id = 4")
         after = dict(connection.execute(versions).fetchall())
@@ -134,3 +141,69 @@ def test_pgvector_in_an_extensions_schema_off_the_search_path(database_url, enco
         assert connection.execute(
             "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'jobs'::regclass AND attname = 'embedding'"
         ).fetchone() == ("extensions.vector(384)",)
+
+
+def test_setup_refuses_an_id_column_without_a_unique_index(database_url):
+    settings = make_settings(database_url)
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        connection.execute("CREATE TABLE jobs (id integer, title text)")
+        connection.execute("INSERT INTO jobs VALUES (1, 'Cook'), (1, 'Baker')")
+    with pytest.raises(ConfigError, match="JOBPING_ID_COLUMN='id': public.jobs has no unique index on id alone"):
+        JobStore(settings).setup(384)
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        connection.execute("DELETE FROM jobs WHERE title = 'Baker'")
+        connection.execute("CREATE UNIQUE INDEX jobs_id ON jobs (id)")
+    assert JobStore(settings).setup(384)
+
+
+def test_forgetting_a_deleted_job_keeps_it_when_it_is_back(settings):
+    store = load_demo(settings, 3)
+    store.setup(384)
+    with psycopg.connect(settings.database_url, autocommit=True) as connection:
+        connection.execute("DELETE FROM jobs WHERE id IN (1, 2)")
+        connection.execute("INSERT INTO jobs (id, title, company) VALUES (2, 'Back again', 'Acme')")
+        with store.connect() as writer:
+            store.forget_jobs(writer, [1, 2])  # a run that saw both gone, after the re-insert committed
+        remaining = [row[0] for row in connection.execute("SELECT job_id FROM jobping_pipeline.job_state ORDER BY 1")]
+    assert remaining == [2, 3]
+
+
+@pytest.mark.parametrize(
+    ("column_type", "value", "edited"),
+    [
+        ("json[]", "ARRAY['{\"a\": 1}']::json[]", "ARRAY['{\"a\": 2}']::json[]"),
+        ("json_domain", "'{\"a\": 1}'::json", "'{\"a\": 2}'::json"),
+        ("point", "point(1, 2)", "point(1, 3)"),
+    ],
+)
+def test_text_columns_of_any_type_are_compared_without_breaking_the_applications_writes(database_url, column_type, value, edited):
+    load_demo(make_settings(database_url), 0)
+    settings = make_settings(database_url, JOBPING_TEXT_COLUMNS="title,details")
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        connection.execute("CREATE DOMAIN json_domain AS json")
+        connection.execute(f"ALTER TABLE jobs ADD COLUMN details {column_type}")
+        connection.execute(f"INSERT INTO jobs (id, title, company, details) VALUES (1, 'Cook', 'Inn', {value})")
+    store = JobStore(settings)
+    store.setup(384)
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        before = connection.execute("SELECT text_version FROM jobping_pipeline.job_state").fetchone()[0]
+        connection.execute("UPDATE jobs SET company = 'Other inn'")
+        assert connection.execute("SELECT text_version FROM jobping_pipeline.job_state").fetchone()[0] == before
+        connection.execute(f"UPDATE jobs SET details = {edited}")
+        assert connection.execute("SELECT text_version FROM jobping_pipeline.job_state").fetchone()[0] > before
+
+
+def test_a_run_that_read_the_text_columns_before_a_switch_writes_nothing(settings, encoder):
+    from jobping_pipeline.store.writes import ConfigurationChanged
+
+    store = load_demo(settings, 12)
+    store.setup(384)
+    store.register_chunks(scan_table=False)
+    store.inspect()  # the run's view of the configuration: the default text columns
+    narrower = JobStore(make_settings(settings.database_url, JOBPING_CHUNK_SIZE="40", JOBPING_TEXT_COLUMNS="title,description"))
+    assert any("text columns changed" in change for change in narrower.setup(384))
+    with pytest.raises(ConfigurationChanged, match="text_columns 'title,description'"):
+        embed_chunk(store, encoder, "000001", batch_size=8)
+    assert narrower.state_coverage(MODEL_ID).fresh == 0
+    with psycopg.connect(settings.database_url) as connection:
+        assert connection.execute("SELECT count(*) FROM jobs WHERE embedding IS NOT NULL").fetchone()[0] == 0

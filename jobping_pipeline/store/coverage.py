@@ -255,7 +255,11 @@ class CoverageStore(StoreBase):
             except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn):
                 # No state schema, or one from before version 3 (no eligibility mirror yet).
                 raise self._not_set_up() from None
-        return Coverage(*row) if row is not None else self.coverage(model_id)
+            if row is None:
+                return self.coverage(model_id)
+            # Under row-level security the state knows jobs this role cannot see: never complete.
+            hidden = connection.execute(hidden_jobs(names)).fetchone()[0] if self.row_security_active(connection) else 0
+        return Coverage(*row, hidden=hidden)
 
     def _not_set_up(self) -> ConfigError:
         return ConfigError(

@@ -426,10 +426,11 @@ class SetupStore(StoreBase):
 
     def _outdated(self, connection, meta: dict[str, str], wanted: dict[str, str], table, dimensions: int) -> list[str]:
         """What differs from what setup would make now: settings recorded in meta, triggers
-        missing or not enabled ALWAYS, the column's dimension. Empty when setup has nothing to do."""
+        missing or not enabled ALWAYS, the embedding column missing. Empty when setup has nothing
+        to do. (A column of another dimension is refused by setup and by every run, by name.)"""
         reasons = [f"{key} {meta.get(key)!r} -> {value!r}" for key, value in wanted.items() if meta.get(key) != value]
-        if table.embedding_dimensions != dimensions:
-            reasons.append(f"embedding column vector({table.embedding_dimensions}) -> vector({dimensions})")
+        if table.embedding_dimensions is None:
+            reasons.append(f"embedding column {self.settings.embedding_column} missing")
         if self._capture_triggers(connection) != len(CAPTURE_OPERATIONS):
             reasons.append("change-capture triggers missing or not enabled ALWAYS")
         return reasons
