@@ -184,7 +184,9 @@ def _embed_again(
     step = max(batch_size * 8, 1)
     for start in range(0, len(picked), step):
         part = picked[start : start + step]
-        vectors = encoder.encode([text for _, _, text, _ in part], batch_size=batch_size)
+        texts = list(dict.fromkeys(text for _, _, text, _ in part))  # equal texts embedded once
+        by_text = dict(zip(texts, encoder.encode(texts, batch_size=batch_size)))
+        vectors = [by_text[text] for _, _, text, _ in part]
         stored = store.stored_vectors([job_id for job_id, _, _, _ in part])
         for (job_id, version, _, digest), vector in zip(part, vectors):
             now = stored.get(job_id)

@@ -113,7 +113,8 @@ def simulate_year(store: JobStore, ticks: int, *, seed: int = 7, edit_every: int
     # One connection for the sensor's store throughout (a real tick opens its own: a constant
     # cost, paid here once so that what is measured is what could grow).
     with psycopg.connect(store.url, autocommit=True) as app, psycopg.connect(store.url, autocommit=True) as runs, store.session():
-        runs.execute("SET session_replication_role = replica")  # a run's writes fire no trigger
+        runs.execute("SET session_replication_role = replica")  # a run's writes fire no trigger of the app's
+        runs.execute("SET jobping.vector_write = 'on'")  # and are the pipeline's own (writes.py)
         for tick in range(ticks):
             if tick % VACUUM_EVERY == 0:
                 _vacuum(app, names)

@@ -34,12 +34,13 @@ def test_checks_pass_at_full_coverage(backfilled, instance):
     evaluations = check_evaluations(backfilled, instance)
     assert set(evaluations) == {"coverage"}
     deep = check_evaluations(backfilled, instance, DEEP_CHECKS_JOB)
-    assert set(deep) == {"deep_coverage", "vector_sanity"}
+    assert set(deep) == {"deep_coverage", "vector_sanity", "vector_audit"}
     for coverage in (evaluations["coverage"], deep["deep_coverage"]):
         assert coverage.passed
         assert coverage.metadata["coverage_percent"].value == 100.0
         assert coverage.metadata["eligible"].value == coverage.metadata["fresh"].value == 30
     assert deep["vector_sanity"].passed
+    assert deep["vector_audit"].passed and deep["vector_audit"].metadata["audited"].value == 30
 
 
 def test_the_fast_check_sees_removed_vectors_and_eligibility_through_the_triggers(database_url, encoder, instance):
@@ -67,8 +68,9 @@ def test_coverage_fails_with_ids_and_passes_after_the_next_run(backfilled, insta
             "INSERT INTO jobs (title, company) VALUES ('Forklift driver', 'Hafen Logistik') RETURNING id"
         ).fetchone()[0]
         # Behind the triggers' back: only the deep check can see it.
-        connection.execute("SET session_replication_role = replica")
+        connection.execute("ALTER TABLE jobs DISABLE TRIGGER ALL")
         connection.execute("UPDATE jobs SET embedding = NULL WHERE id = 7")
+        connection.execute("ALTER TABLE jobs ENABLE TRIGGER ALL")
     store = JobStore(backfilled)
     assert evaluate_coverage(store, MODEL_ID).metadata["missing"].value == 1, "only the app's insert"
     result = evaluate_deep_coverage(store, MODEL_ID)

@@ -201,7 +201,7 @@ def test_ui_backfill_then_sensor_keep_coverage_at_100(database_url, admin_url, t
                 record.get_dagster_event().asset_check_evaluation_data.passed
                 for record in instance.all_logs(check_run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION)
             }
-            assert evaluations == {"deep_coverage": True, "vector_sanity": True}
+            assert evaluations == {"deep_coverage": True, "vector_sanity": True, "vector_audit": True}
 
         with psycopg.connect(database_url, autocommit=True) as connection:
             before = connection.execute("SELECT embedding::text FROM jobs WHERE id = 10").fetchone()[0]

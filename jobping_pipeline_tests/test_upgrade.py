@@ -1,11 +1,14 @@
 """Changing the model, including to another dimension: prepare-model-change, then a backfill."""
 
+from pathlib import Path
+
 import psycopg
 import pytest
 
 from jobping_pipeline.backfill import run_backfill
 from jobping_pipeline.encoder import bundled_model_path, load_encoder, spec_from_settings
 from jobping_pipeline.model_change import prepare_model_change
+from jobping_pipeline.model_fingerprint import folder_fingerprint
 from jobping_pipeline.settings import ConfigError
 from jobping_pipeline.store import JobStore
 
@@ -56,7 +59,7 @@ def test_switching_to_a_model_of_another_dimension(database_url, instance, data_
         assert connection.execute("SELECT DISTINCT vector_dims(embedding) FROM jobs").fetchall() == [(128,)]
         assert connection.execute(
             "SELECT DISTINCT model_id FROM jobping_pipeline.job_state"
-        ).fetchall() == [(model_128d,)]
+        ).fetchall() == [(f"{model_128d}#{folder_fingerprint(Path(model_128d))}",)]
     status = run_cli("jobping-pipeline", "status", "--json", env={**new_env, "JOBPING_GRACE_MINUTES": "0"})
     assert status.returncode == 0 and '"fresh": 15' in status.stdout
 

@@ -331,6 +331,9 @@ def mark_every_job_dirty(names: Names) -> sql.Composed:
     ).format(names.state("job_state"), text_versions(names))
 
 
+_capture_by_configuration: dict[tuple, tuple[list[sql.Composed], str]] = {}
+
+
 class SetupStore(StoreBase):
     def setup(self, dimensions: int) -> list[str]:
         """Idempotent: the vector extension, the embedding column, the state schema, the triggers,
@@ -499,9 +502,12 @@ class SetupStore(StoreBase):
         """The trigger and search function statements, and their signature (recorded in meta, so
         they are re-installed only when they differ)."""
         vector_schema = connection.execute(VECTOR_EXTENSION_SCHEMA).fetchone()[0]
-        capture = [*install_change_capture(names, vector_schema), search_function(names, dimensions)]
-        signature = hashlib.sha256("\n".join(statement.as_string(connection) for statement in capture).encode())
-        return capture, signature.hexdigest()
+        key = (names, vector_schema, dimensions)
+        if key not in _capture_by_configuration:  # the sensor asks every tick: built once a process
+            capture = [*install_change_capture(names, vector_schema), search_function(names, dimensions)]
+            signature = hashlib.sha256("\n".join(statement.as_string(connection) for statement in capture).encode())
+            _capture_by_configuration[key] = (capture, signature.hexdigest())
+        return _capture_by_configuration[key]
 
     def meta(self) -> dict[str, str]:
         with self.connect(autocommit=True, vectors=False) as connection:
