@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
+import psycopg
 from dagster import build_sensor_context
 
 from jobping_pipeline.backfill import run_backfill
@@ -40,6 +41,13 @@ def backfilled(database_url: str, instance, jobs: int, **overrides: str) -> Sett
     load_demo(settings, jobs)
     assert run_backfill(settings, instance, say=lambda line: None).complete
     return settings
+
+
+def execute(settings: Settings, *statements: str) -> None:
+    """Run SQL on the jobs database as the application (or an operator) would, each committed."""
+    with psycopg.connect(settings.database_url, autocommit=True) as connection:
+        for statement in statements:
+            connection.execute(statement)
 
 
 def around_model_calls(monkeypatch, encoder, before: Callable[[Sequence[str]], None]) -> None:

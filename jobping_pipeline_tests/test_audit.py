@@ -14,7 +14,7 @@ from jobping_pipeline.encoder import ModelSpec
 from jobping_pipeline.store import JobStore
 from jobping_pipeline.texts import build_text
 
-from .helpers import backfilled, run_cli
+from .helpers import backfilled, execute, run_cli
 
 MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 TEXT_COLUMNS = "title, company, location, categories, description"
@@ -23,12 +23,6 @@ TEXT_COLUMNS = "title, company, location, categories, description"
 @pytest.fixture
 def embedded(database_url, encoder, instance):
     return backfilled(database_url, instance, 30, JOBPING_CHUNK_SIZE="10", JOBPING_GRACE_MINUTES="0")
-
-
-def execute(settings, *statements):
-    with psycopg.connect(settings.database_url, autocommit=True) as connection:
-        for statement in statements:
-            connection.execute(statement)
 
 
 def bypassed(*statements):

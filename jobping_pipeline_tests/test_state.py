@@ -12,7 +12,7 @@ from jobping_pipeline.embedding import embed_chunk
 from jobping_pipeline.store import JobStore
 from jobping_pipeline.texts import build_text
 
-from .helpers import backfilled, load_demo, make_settings, requested, run_chunks, tick
+from .helpers import backfilled, execute, load_demo, make_settings, requested, run_chunks, tick
 
 MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -20,12 +20,6 @@ MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 @pytest.fixture
 def embedded(database_url, encoder, instance):
     return backfilled(database_url, instance, 12, JOBPING_CHUNK_SIZE="10", JOBPING_GRACE_MINUTES="5")
-
-
-def execute(settings, *statements):
-    with psycopg.connect(settings.database_url, autocommit=True) as connection:
-        for statement in statements:
-            connection.execute(statement)
 
 
 TRANSITIONS = [
