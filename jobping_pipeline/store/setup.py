@@ -368,10 +368,12 @@ class SetupStore(StoreBase):
         self._check_unique_ids(connection)
         state_exists = connection.execute(TABLE_COLUMNS, (settings.state_schema, "job_state")).fetchall()
         meta = dict(connection.execute(read_meta(names)).fetchall()) if state_exists else {}
-        if connection.execute(VECTOR_EXTENSION_SCHEMA).fetchone() is None:
+        vector_schema = connection.execute(VECTOR_EXTENSION_SCHEMA).fetchone()
+        if vector_schema is None:
             connection.execute(CREATE_VECTOR_EXTENSION)
             changes.append("created extension vector")
-        wanted_meta, capture = self._wanted(connection, names, table, dimensions)
+            vector_schema = connection.execute(VECTOR_EXTENSION_SCHEMA).fetchone()
+        wanted_meta, capture = self._wanted(connection, names, table, dimensions, vector_schema[0])
         if not self._outdated(connection, meta, wanted_meta, table, dimensions) and not changes:
             return changes
         if meta:
@@ -408,9 +410,11 @@ class SetupStore(StoreBase):
                 connection.execute(write_meta(names), (key, value))
         return changes
 
-    def _wanted(self, connection: psycopg.Connection, names: Names, table, dimensions: int) -> tuple[dict[str, str], list]:
+    def _wanted(
+        self, connection: psycopg.Connection, names: Names, table, dimensions: int, vector_schema: str
+    ) -> tuple[dict[str, str], list]:
         """What setup records in meta for this configuration, and the trigger statements."""
-        capture, signature = self._change_capture(connection, names, dimensions)
+        capture, signature = self._change_capture(connection, names, dimensions, vector_schema)
         wanted = {
             "state_schema_version": STATE_SCHEMA_VERSION,
             "change_capture": signature,
@@ -449,9 +453,10 @@ class SetupStore(StoreBase):
                 meta = dict(connection.execute(read_meta(names)).fetchall())
             except psycopg.errors.UndefinedTable:
                 return ["the pipeline is not set up"]
-            if connection.execute(VECTOR_EXTENSION_SCHEMA).fetchone() is None:
+            vector_schema = connection.execute(VECTOR_EXTENSION_SCHEMA).fetchone()
+            if vector_schema is None:
                 return ["the vector extension is missing"]
-            wanted, _ = self._wanted(connection, names, table, dimensions)
+            wanted, _ = self._wanted(connection, names, table, dimensions, vector_schema[0])
             return self._outdated(connection, meta, wanted, table, dimensions)
 
     def _check_unique_ids(self, connection: psycopg.Connection) -> None:
@@ -497,11 +502,10 @@ class SetupStore(StoreBase):
             connection.execute(statement)
 
     def _change_capture(
-        self, connection: psycopg.Connection, names: Names, dimensions: int
+        self, connection: psycopg.Connection, names: Names, dimensions: int, vector_schema: str
     ) -> tuple[list[sql.Composed], str]:
         """The trigger and search function statements, and their signature (recorded in meta, so
         they are re-installed only when they differ)."""
-        vector_schema = connection.execute(VECTOR_EXTENSION_SCHEMA).fetchone()[0]
         key = (names, vector_schema, dimensions)
         if key not in _capture_by_configuration:  # the sensor asks every tick: built once a process
             capture = [*install_change_capture(names, vector_schema), search_function(names, dimensions)]
