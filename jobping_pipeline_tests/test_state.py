@@ -7,12 +7,12 @@ import pytest
 from dagster import AssetCheckSeverity
 from pgvector.psycopg import register_vector
 
-from jobping_pipeline.checks import evaluate_deep_coverage
+from jobping_pipeline.checks import evaluate_coverage, evaluate_deep_coverage
 from jobping_pipeline.embedding import embed_chunk
 from jobping_pipeline.store import JobStore
 from jobping_pipeline.texts import build_text
 
-from .helpers import backfilled, execute, load_demo, make_settings, requested, run_chunks, tick
+from .helpers import backfilled, execute, load_demo, make_settings, requested, run_chunks, run_cli, tick
 
 MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -175,3 +175,64 @@ def test_a_truncate_forgets_every_job(embedded):
     execute(embedded, "TRUNCATE jobs", "INSERT INTO jobs (id, title, company) VALUES (1, 'Baker', 'Back')")
     fast, deep = store.state_coverage(MODEL_ID), store.coverage(MODEL_ID)
     assert (fast.eligible, fast.fresh) == (deep.eligible, deep.fresh) == (1, 0)
+
+
+def held_vectors_are_the_models(settings, encoder, job_ids):
+    with psycopg.connect(settings.database_url) as connection:
+        register_vector(connection)
+        rows = connection.execute(
+            "SELECT id, title, company, location, categories, description, embedding FROM jobs WHERE id = ANY(%s) ORDER BY id",
+            (list(job_ids),),
+        ).fetchall()
+    vectors = encoder.encode([build_text(row[1:6]) for row in rows], 16)
+    return {row[0]: float(row[6].to_numpy() @ vector) > 0.999 for row, vector in zip(rows, vectors)}
+
+
+def test_changes_the_triggers_used_to_miss_fail_the_checks_by_name_until_the_sensor_repairs_them(embedded, encoder, instance):
+    """The changes that reached no trigger before the capture triggers were ALWAYS and watched the
+    vector: ``status`` and both coverage checks fail naming each job, the sensor's runs repair all."""
+    store = JobStore(embedded)
+    execute(
+        embedded,
+        "SET session_replication_role = replica",
+        "UPDATE jobs SET title = 'Night nurse' WHERE id = 3",
+        "INSERT INTO jobs (id, title, company) VALUES (101, 'Baker', 'Back')",
+        "UPDATE jobs SET embedding = (SELECT embedding FROM jobs WHERE id = 9) WHERE id = 5",
+        "RESET session_replication_role",
+        "UPDATE jobs SET embedding = (SELECT embedding FROM jobs WHERE id = 9) WHERE id = 4",
+        "UPDATE jobping_pipeline.job_state SET changed_at = now() - interval '1 hour'",  # the grace period, compressed
+    )
+    env = {"JOBPING_DATABASE_URL": embedded.database_url, "JOBPING_CHUNK_SIZE": "10"}
+    status = run_cli("jobping-pipeline", "status", env=env)
+    assert status.returncode == 1, status.stdout + status.stderr
+    for check in (evaluate_coverage(store, MODEL_ID), evaluate_deep_coverage(store, MODEL_ID)):
+        assert not check.passed and check.severity == AssetCheckSeverity.ERROR
+        named = check.metadata["problem_jobs"].value
+        for job_id in (3, 4, 5, 101):
+            assert f"{job_id}" in named, named
+    assert "4: vector written outside the pipeline" in named
+
+    run_chunks(embedded, instance, tick(embedded, instance))
+    assert run_cli("jobping-pipeline", "status", env=env).returncode == 0
+    assert evaluate_deep_coverage(store, MODEL_ID).passed
+    assert held_vectors_are_the_models(embedded, encoder, [3, 4, 5, 101]) == {3: True, 4: True, 5: True, 101: True}
+
+
+def test_a_truncate_and_a_reload_with_triggers_off_are_embedded_again(embedded, encoder, instance):
+    """A reload after TRUNCATE lands on no old state row: with the triggers off, the reloaded rows
+    have no state, the deep check fails counting them, and the sensor embeds them."""
+    store = JobStore(embedded)
+    execute(
+        embedded,
+        "CREATE TABLE saved AS SELECT * FROM jobs",
+        "TRUNCATE jobs",
+        "ALTER TABLE jobs DISABLE TRIGGER ALL",
+        "INSERT INTO jobs SELECT * FROM saved",
+        "UPDATE jobs SET description = 'Reloaded: ' || coalesce(description, '')",
+        "ALTER TABLE jobs ENABLE TRIGGER ALL",
+    )
+    check = evaluate_deep_coverage(store, MODEL_ID)
+    assert not check.passed and check.metadata["without_state"].value == 12
+    run_chunks(embedded, instance, tick(embedded, instance))
+    assert evaluate_deep_coverage(store, MODEL_ID).passed
+    assert all(held_vectors_are_the_models(embedded, encoder, range(1, 13)).values())
