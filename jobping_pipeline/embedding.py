@@ -21,6 +21,7 @@ import psycopg
 from jobping_pipeline.store import ChunkRow, DatabaseUnavailable, JobStore
 from jobping_pipeline.store.writes import ConfigurationChanged
 from jobping_pipeline.encoder import BATCHES_PER_MODEL_CALL, Encoder
+from jobping_pipeline.faults import InfrastructureFault, is_infrastructure
 from jobping_pipeline.settings import redact_url
 from jobping_pipeline.texts import build_text, text_hash
 
@@ -243,17 +244,24 @@ def _describe(error: Exception) -> str:
     return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
 
 
+def _raise_if_infrastructure(error: Exception) -> None:
+    """An outage, an open circuit, a lost GPU: the run stops as a whole and no job is charged."""
+    if is_infrastructure(error):
+        raise InfrastructureFault(f"the model failed for a reason no text is to blame for: {_describe(error)}") from error
+
+
 def _encode_isolating_failures(
     encoder: Encoder, batch: list[str], batch_size: int, failed_texts: dict[str, str]
 ) -> tuple[list[str], np.ndarray]:
     """Encode a batch; if it fails, encode its texts one by one so that one text the model
-    cannot handle costs only its own jobs. Failed texts land in ``failed_texts`` with the reason."""
+    cannot handle costs only its own jobs. Failed texts land in ``failed_texts`` with the reason.
+    An infrastructure fault (:mod:`jobping_pipeline.faults`) is raised instead, charging no text."""
     try:
         vectors = encoder.encode(batch, batch_size=batch_size)
         validate_vectors(vectors, len(batch), encoder.dimensions)
         return batch, vectors
-    except Exception:  # noqa: BLE001 - retried text by text below, every failure is recorded
-        pass
+    except Exception as error:  # noqa: BLE001 - retried text by text below, every failure is recorded
+        _raise_if_infrastructure(error)
     texts: list[str] = []
     rows: list[np.ndarray] = []
     for text in batch:
@@ -261,6 +269,7 @@ def _encode_isolating_failures(
             vector = encoder.encode([text], batch_size=1)
             validate_vectors(vector, 1, encoder.dimensions)
         except Exception as error:  # noqa: BLE001 - recorded per job and raised after the chunk
+            _raise_if_infrastructure(error)
             failed_texts[text] = f"encode failed: {_describe(error)}"
             continue
         texts.append(text)
@@ -328,9 +337,11 @@ def _encode_and_write(
         write_started = time.perf_counter()
         try:
             written = store.write_batch(connection, job_ids, vectors, hashes, versions, model_id)
-        except (psycopg.OperationalError, ConfigurationChanged):
-            raise  # the database went away, or the configuration changed: not the jobs' fault
+        except ConfigurationChanged:
+            raise
         except Exception as error:
+            if is_infrastructure(error):
+                raise  # the database went away: not the jobs' fault
             fail(_write_error_reason(error, store, connection), job_ids)
             raise _WriteFailed() from error
         if len(written) != len(job_ids):

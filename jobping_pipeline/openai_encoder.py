@@ -28,7 +28,8 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from jobping_pipeline.openai_protocol import (
-    ApiRequestFailed,
+    ApiRequestRefused,
+    ApiUnavailable,
     _Failure,
     _is_retryable_status,
     _server_message,
@@ -226,7 +227,9 @@ class OpenAIEncoder:
                 self._gave_up = None
                 return outcome
             if not outcome.retryable:
-                raise ApiRequestFailed(f"{self.model_id}: the embeddings API refused the request: {outcome.reason}")
+                raise ApiRequestRefused(
+                    f"{self.model_id}: the embeddings API refused the request: {outcome.reason}", outcome.status
+                )
             if attempt + 1 == attempts:
                 break
             delay = outcome.retry_after if outcome.retry_after is not None else backoff_delay(attempt)
@@ -238,7 +241,7 @@ class OpenAIEncoder:
         # Raised outside any except block: the SDK's exceptions carry the request and its
         # Authorization header, so none is chained onto this one.
         self._gave_up = (self._clock(), outcome.reason)
-        raise ApiRequestFailed(
+        raise ApiUnavailable(
             f"{self.model_id}: the embeddings API failed {attempts} attempts; last: {outcome.reason}"
         )
 
@@ -248,7 +251,7 @@ class OpenAIEncoder:
         gave_up_at, reason = self._gave_up
         elapsed = self._clock() - gave_up_at
         if elapsed < FAIL_FAST_SECONDS:
-            raise ApiRequestFailed(
+            raise ApiUnavailable(
                 f"{self.model_id}: not sent: a request spent every retry {elapsed:.0f} s ago (last: {reason}); "
                 f"requests resume {FAIL_FAST_SECONDS:g} s after that"
             )
@@ -265,7 +268,7 @@ class OpenAIEncoder:
             status = error.status_code
             message = self._redacted(_server_message(error.body, error.message))
             retry_after = retry_after_seconds(error.response.headers) if _is_retryable_status(status) else None
-            return _Failure(f"HTTP {status}: {message}", _is_retryable_status(status), retry_after)
+            return _Failure(f"HTTP {status}: {message}", _is_retryable_status(status), retry_after, status)
         except openai.APITimeoutError:
             return _Failure(f"no answer within {self.spec.timeout_seconds:g} s", True)
         except openai.APIConnectionError as error:

@@ -34,6 +34,19 @@ class ApiRequestFailed(RuntimeError):
     error message) or stayed unreachable through every retry. Never contains the API key."""
 
 
+class ApiUnavailable(ApiRequestFailed):
+    """Every retry failed (5xx, 429, 408, timeouts, connection errors), or requests are held back
+    after that (the encoder's open circuit): the API's fault, never one text's."""
+
+
+class ApiRequestRefused(ApiRequestFailed):
+    """The API answered with a status that retrying cannot change (4xx but 408 and 429)."""
+
+    def __init__(self, message: str, status: int | None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 class ApiAnswerInvalid(RuntimeError):
     """The API answered, but the answer cannot be the vectors asked for: wrong count, a missing
     or repeated index, a wrong dimension, NaN or infinite values, or undecodable data."""
@@ -177,6 +190,7 @@ class _Failure:
     reason: str
     retryable: bool
     retry_after: float | None = None
+    status: int | None = None
 
 
 def _is_retryable_status(status: int) -> bool:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -77,6 +79,21 @@ def refuse_poison(monkeypatch, encoder) -> None:
             raise RuntimeError("injected model failure")
 
     around_model_calls(monkeypatch, encoder, refuse)
+
+
+def kill_when(process: subprocess.Popen, reached: Callable[[], bool], what: str, timeout: float = 300) -> None:
+    """SIGKILL ``process`` as soon as ``reached()`` holds (checked every 50 ms)."""
+    try:
+        deadline = time.monotonic() + timeout
+        while not reached():
+            assert process.poll() is None, process.stderr.read() if process.stderr else "the process ended"
+            assert time.monotonic() < deadline, f"{what} never happened"
+            time.sleep(0.05)
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(30)
+    finally:
+        if process.poll() is None:
+            process.kill()
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess:

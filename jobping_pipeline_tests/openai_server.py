@@ -170,6 +170,12 @@ class FakeEmbeddingsServer:
         """The next answer's last vector starts with NaN."""
         self._queue(_Fault("non_finite"), 1)
 
+    def recover(self) -> None:
+        """Every queued or pinned fault is dropped: the server answers normally again."""
+        with self._lock:
+            self._faults.clear()
+            self._faults_at.clear()
+
     @property
     def pending_faults(self) -> int:
         """Faults queued or pinned and not yet taken by a request."""

@@ -1,8 +1,6 @@
 """Faults and bad input: killed processes, dropped connections, concurrent runs, edits and
 deletes mid-run, hostile text, bad vectors. Real Postgres, real model; the faults are injected."""
 
-import os
-import signal
 import subprocess
 import sys
 import threading
@@ -15,9 +13,11 @@ from pgvector.psycopg import register_vector
 
 from jobping_pipeline.store import DatabaseUnavailable, JobStore
 from jobping_pipeline.embedding import EmbeddingFailed, embed_chunk, embed_chunk_with_retries
+from jobping_pipeline.faults import INFRASTRUCTURE, ONE_TEXT, InfrastructureFault, classify
+from jobping_pipeline.openai_protocol import ApiAnswerInvalid, ApiRequestRefused, ApiUnavailable
 from jobping_pipeline.texts import build_text
 
-from .helpers import PROJECT_DIR, load_demo, make_settings
+from .helpers import PROJECT_DIR, around_model_calls, kill_when, execute, load_demo, make_settings
 
 STATE_COUNTS = """
 SELECT count(*) FILTER (WHERE j.embedding IS NOT NULL AND s.embedded_version IS NOT NULL),
@@ -60,17 +60,7 @@ def test_a_run_killed_mid_write_loses_nothing_and_resumes(database_url, encoder,
         [sys.executable, "-c", EMBED_ONE_CHUNK, database_url],
         cwd=PROJECT_DIR, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
-    try:
-        deadline = time.monotonic() + 240
-        while counts(database_url)[0] < kill_after:
-            assert process.poll() is None, process.stderr.read()
-            assert time.monotonic() < deadline, "the run never committed a batch"
-            time.sleep(0.05)
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait(30)
-    finally:
-        if process.poll() is None:
-            process.kill()
+    kill_when(process, lambda: counts(database_url)[0] >= kill_after, "a committed batch", timeout=240)
     committed, vector_without_state, state_without_vector = counts(database_url)
     assert vector_without_state == 0 and state_without_vector == 0, "a batch was half written"
     assert kill_after <= committed < 120
@@ -232,3 +222,77 @@ def test_bad_vectors_are_never_written(settings, encoder, monkeypatch, bad):
     assert ("NaN" if bad == "nan" else "shape") in str(raised.value)
     with psycopg.connect(settings.database_url) as connection:
         assert connection.execute("SELECT count(*) FROM jobs WHERE embedding IS NOT NULL").fetchone() == (0,)
+
+
+# --- whose fault: one text's, or the infrastructure's (faults.py, store/state.md rule 11) -----------
+
+
+class AcceleratorError(RuntimeError):
+    """Named like torch.AcceleratorError (CUDA faults in torch 2.8+): matched by name."""
+
+
+class OutOfMemoryError(RuntimeError):
+    """Named like torch.cuda.OutOfMemoryError."""
+
+
+def chained(outer: Exception, cause: Exception) -> Exception:
+    outer.__cause__ = cause
+    return outer
+
+
+WHOSE_FAULT = [
+    # (error, whose fault)
+    (psycopg.OperationalError("server closed the connection unexpectedly"), INFRASTRUCTURE),
+    (psycopg.InterfaceError("the connection is closed"), INFRASTRUCTURE),
+    (DatabaseUnavailable("cannot connect to JOBPING_DATABASE_URL"), INFRASTRUCTURE),
+    (ApiUnavailable("the embeddings API failed 7 attempts; last: HTTP 503"), INFRASTRUCTURE),
+    (ApiUnavailable("not sent: a request spent every retry 3 s ago"), INFRASTRUCTURE),
+    (ApiRequestRefused("HTTP 401: Incorrect API key provided", 401), INFRASTRUCTURE),
+    (ApiRequestRefused("HTTP 404: model not found", 404), INFRASTRUCTURE),
+    (ApiRequestRefused("HTTP 400: '$.input' is invalid", 400), ONE_TEXT),
+    (ApiRequestRefused("HTTP 413: input too long", 413), ONE_TEXT),
+    (ApiAnswerInvalid("vector 0 has NaN or infinite values"), ONE_TEXT),
+    (TimeoutError("timed out"), INFRASTRUCTURE),
+    (ConnectionResetError("reset by peer"), INFRASTRUCTURE),
+    (OSError(28, "No space left on device"), INFRASTRUCTURE),
+    (MemoryError(), INFRASTRUCTURE),
+    (OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"), INFRASTRUCTURE),
+    (AcceleratorError("CUDA error: an illegal memory access was encountered"), INFRASTRUCTURE),
+    (RuntimeError("CUDA error: device-side assert triggered"), INFRASTRUCTURE),
+    (RuntimeError("DefaultCPUAllocator: not enough memory: you tried to allocate 4 GB"), INFRASTRUCTURE),
+    (chained(RuntimeError("encode failed"), psycopg.OperationalError("gone")), INFRASTRUCTURE),
+    (InfrastructureFault("the model failed"), INFRASTRUCTURE),
+    (ValueError("text input must be of type str"), ONE_TEXT),
+    (TypeError("'NoneType' object is not iterable"), ONE_TEXT),
+    (RuntimeError("injected model failure"), ONE_TEXT),
+    (EmbeddingFailed("model returned NaN or infinite values"), ONE_TEXT),
+    (IndexError("index out of range in self"), ONE_TEXT),
+]
+
+
+@pytest.mark.parametrize(("error", "whose"), WHOSE_FAULT, ids=[f"{type(e).__name__}: {e}"[:60] for e, _ in WHOSE_FAULT])
+def test_whose_fault_an_error_is(error, whose):
+    assert classify(error) == whose
+
+
+def test_a_lost_gpu_fails_the_chunk_and_charges_no_job_while_a_bad_text_is_charged(settings, encoder, monkeypatch):
+    store = load_demo(settings, 12)
+    store.setup(encoder.dimensions)
+    store.register_chunks(scan_table=True)
+    execute(settings, "UPDATE jobs SET description = 'POISON' WHERE id = 2")
+    gpu = {"lost": True}
+
+    def model(texts):
+        if gpu["lost"]:
+            raise OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        if any("POISON" in text for text in texts):
+            raise RuntimeError("injected model failure")
+
+    around_model_calls(monkeypatch, encoder, model)
+    with pytest.raises(InfrastructureFault, match="CUDA out of memory"):
+        embed_chunk(store, encoder, "000001", batch_size=4)
+    assert [problem for problem in store.problem_jobs(encoder.model_id) if problem.attempts] == []
+    gpu["lost"] = False
+    with pytest.raises(EmbeddingFailed, match="1 jobs could not be embedded"):
+        embed_chunk(store, encoder, "000001", batch_size=4)
+    assert [(p.job_id, p.attempts) for p in store.problem_jobs(encoder.model_id)] == [("2", 1)]

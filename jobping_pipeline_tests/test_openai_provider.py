@@ -7,6 +7,7 @@ dimension-mismatch message."""
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 import psycopg
@@ -16,14 +17,15 @@ from pgvector.psycopg import register_vector
 
 from jobping_pipeline.backfill import run_backfill
 from jobping_pipeline.definitions import build_definitions
-from jobping_pipeline.embedding import EmbeddingFailed, embed_chunk
+from jobping_pipeline.embedding import embed_chunk
+from jobping_pipeline.faults import InfrastructureFault
 from jobping_pipeline.encoder import ModelSpec, spec_from_settings
 from jobping_pipeline.openai_encoder import PROBE_TEXT, ApiSpec, OpenAIEncoder
 from jobping_pipeline.resources import EmbeddingModel, build_resources, resolved
 from jobping_pipeline.settings import ConfigError, load_settings
 from jobping_pipeline.texts import build_text
 
-from .helpers import load_demo, make_settings, run_cli
+from .helpers import load_demo, make_settings, run_chunks, run_cli, tick
 from .openai_server import FakeEmbeddingsServer, vector_for
 
 API_KEY = "sk-jobping-7Qz-fake-key-MUST-NEVER-SHOW"
@@ -255,9 +257,9 @@ def test_a_provider_switch_makes_every_job_stale_and_a_second_column_keeps_the_f
     assert second_store.job_states(second_model, [1]) == {1: "pending"}
 
 
-def test_an_unavailable_api_fails_the_chunk_fast_with_every_job_recorded(database_url, server):
-    """embed_chunk retries a failed batch text by text; against a server that is down, that
-    must not mean every retry again for each text."""
+def test_an_unavailable_api_fails_the_chunk_fast_and_charges_no_job(database_url, server):
+    """An outage is the infrastructure's fault: the chunk fails at once as a whole (no text by
+    text retry against a server that is down), and no job loses an attempt to it."""
     settings = openai_settings(database_url, server)
     store = load_demo(settings, 100)
     spec = ApiSpec("text-embedding-3-small", base_url=server.base_url, max_retries=2)
@@ -265,11 +267,12 @@ def test_an_unavailable_api_fails_the_chunk_fast_with_every_job_recorded(databas
     store.setup(encoder.dimensions)
     store.register_chunks(scan_table=True)
     server.fail_next(status=500, times=1000)
-    with pytest.raises(EmbeddingFailed, match="100 jobs could not be embedded") as failed:
+    with pytest.raises(InfrastructureFault, match="HTTP 500"):
         embed_chunk(store, encoder, "000001", batch_size=16)
-    assert "HTTP 500" in str(failed.value)
-    assert len(server.requests) <= 1 + 4 * 3  # the probe, then at most 4 requests of 3 attempts each
-    assert store.coverage(encoder.model_id).failed == 100
+    assert len(server.requests) <= 1 + 4 * 3  # the probe, then one model call: 4 concurrent requests of 3 attempts
+    coverage = store.coverage(encoder.model_id)
+    assert (coverage.failed, coverage.fresh) == (0, 0)
+    assert [problem for problem in store.problem_jobs(encoder.model_id) if problem.attempts] == []
 
 
 # --- the dimension-mismatch message ----------------------------------------------------------------
@@ -301,3 +304,49 @@ def test_a_dimension_mismatch_names_every_way_on(settings):
     store.inspect(refresh=True)
     with pytest.raises(ConfigError, match=r"configure a 768-dimensional model \(JOBPING_MODEL; with .*JOBPING_DIMENSIONS=768"):
         store.check_dimensions(384)
+
+
+# --- an outage strands no job (issue 23) -----------------------------------------------------------
+
+
+def test_an_outage_across_three_backfills_strands_no_job(database_url, server, instance, monkeypatch):
+    """The API answers 503 to everything once a few requests have gone through; three backfills
+    fail; the server recovers: no job was charged an attempt, and the sensor requests every
+    chunk with work within the backoff and completes the table."""
+    import jobping_pipeline.openai_encoder as openai_encoder
+
+    monkeypatch.setattr(openai_encoder, "backoff_delay", lambda attempt: 0.0)  # retries, compressed in time
+    monkeypatch.setattr(openai_encoder, "FAIL_FAST_SECONDS", 1.0)
+    monkeypatch.setenv("OPENAI_API_KEY", API_KEY)
+    settings = openai_settings(database_url, server, JOBPING_CHUNK_SIZE="10", JOBPING_BATCH_SIZE="4")
+    store = load_demo(settings, 60)
+    for request_number in range(4, 5000):
+        server.fail_at(request_number, status=503)
+    for _ in range(3):
+        result = run_backfill(settings, instance, say=lambda line: None)
+        assert not result.complete and result.failed_chunks
+        assert all("503" in message for message in result.failed_chunks.values()), result.failed_chunks
+    model_id = spec_from_settings(settings).model_id
+    assert [problem for problem in store.problem_jobs(model_id) if problem.attempts] == [], "an outage is no job's fault"
+    assert all(runs >= 3 for _, runs, _ in store.failing_chunks())
+
+    server.recover()
+    time.sleep(1.0)  # the encoder's circuit closes
+    ticks = 0
+    while not store.coverage(model_id).complete:
+        ticks += 1
+        assert ticks <= 4 + 3, "every chunk with work is requested within the backoff (4 ticks after 3 failed runs)"
+        run_chunks(settings, instance, tick(settings, instance))
+    assert_every_vector_is_its_rows(database_url, 1536)
+
+
+def test_an_api_that_refuses_the_key_at_start_is_one_line(database_url, server, data_dir, dagster_home):
+    load_demo(make_settings(database_url), 3)
+    env = {
+        "JOBPING_DATABASE_URL": database_url, "JOBPING_PROVIDER": "openai",
+        "OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": "sk-wrong-key",
+    }
+    result = run_cli("jobping-pipeline", "backfill", env=env)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 2 and len(lines) == 1, result.stderr[-3000:]
+    assert "refused the credentials" in lines[0] and "check OPENAI_API_KEY" in lines[0]
