@@ -21,6 +21,7 @@ from jobping_pipeline import encoding_ahead
 from jobping_pipeline.store import JobStore, ProblemJob
 from jobping_pipeline.encoder import ModelSpec
 from jobping_pipeline.embedding import ChunkReport, EmbeddingFailed, embed_chunk_with_retries
+from jobping_pipeline.liveness import heartbeat
 from jobping_pipeline.partitions import CHUNKS_PER_RUN, job_chunks
 from jobping_pipeline.progress import chunk_finished
 from jobping_pipeline.resources import EmbeddingModel, JobsDatabase
@@ -108,11 +109,15 @@ def job_embeddings(
     texts are encoded once. A job that cannot be embedded (or written: row-level security, say)
     is recorded with its reason; the chunks are materialized with what was written and the check
     chunk_embeddings_fresh fails with ERROR, listing the jobs. A run that fails as a whole
-    (wrong dimension, database down) is counted per chunk, and the sensor backs off on it."""
+    (wrong dimension, database or API down, GPU lost: no job is charged for those) is counted
+    per chunk, and the sensor backs off on it. The run beats a heartbeat in the jobs database
+    while it works, so a run whose worker was killed is seen as ended and its work requested
+    again."""
     chunk_keys = list(context.partition_keys)
     store = jobs_database.store()
     try:
-        reports = _embed_chunks(context, store, embedding_model, chunk_keys)
+        with heartbeat(store, context.run_id, chunk_keys, log=context.log):
+            reports = _embed_chunks(context, store, embedding_model, chunk_keys)
     except DagsterExecutionInterruptedError:
         context.log.warning(
             "stopped: the write in flight finished, every vector written so far is committed with its state, "

@@ -10,8 +10,11 @@ from pathlib import Path
 
 from jobping_pipeline.settings import ConfigError, load_settings
 
-EXIT_INCOMPLETE = 1
-EXIT_CONFIG = 2
+# Exit codes (README, "Exit codes").
+EXIT_INCOMPLETE = 1  # ran, but not every eligible job is fresh (or the audit found problems)
+EXIT_CONFIG = 2  # a setting is wrong, or the jobs database cannot be reached at all
+EXIT_UNAVAILABLE = 3  # a service failed mid-command: the database went away, the API is down, the GPU is lost
+EXIT_PERMISSION = 4  # the database role lacks a privilege
 EXIT_INTERRUPTED = 130
 AUDIT_LISTED_NOT_FRESH = 200
 
@@ -354,13 +357,58 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         print(f"jobping-pipeline: configuration error: {error}", file=sys.stderr)
         return EXIT_CONFIG
-    except Exception as error:  # DatabaseUnavailable and friends: one line, no traceback
-        from jobping_pipeline.store import DatabaseUnavailable
+    except Exception as error:  # a known fault is one line with what to do; anything else is a bug
+        described = describe_fault(error)
+        if described is None:
+            raise
+        message, code = described
+        print(f"jobping-pipeline: {message}", file=sys.stderr)
+        return code
 
-        if isinstance(error, DatabaseUnavailable):
-            print(f"jobping-pipeline: {error}", file=sys.stderr)
-            return EXIT_CONFIG
-        raise
+
+def _first_line(error: BaseException) -> str:
+    from jobping_pipeline.settings import redact_url
+
+    text = str(error).strip()
+    return redact_url(text.splitlines()[0]) if text else type(error).__name__
+
+
+def describe_fault(error: BaseException) -> tuple[str, int] | None:
+    """One line saying what failed and what to do, and the exit code; None for an error that is
+    not a known fault (a bug: its traceback is shown)."""
+    import psycopg
+
+    from jobping_pipeline.faults import InfrastructureFault
+    from jobping_pipeline.openai_protocol import ApiRequestRefused, ApiUnavailable
+    from jobping_pipeline.store import DatabaseUnavailable
+
+    if isinstance(error, DatabaseUnavailable):
+        return f"{_first_line(error)}; start the database or fix JOBPING_DATABASE_URL", EXIT_CONFIG
+    if isinstance(error, psycopg.errors.InsufficientPrivilege):
+        return (
+            f"permission denied: {_first_line(error)}; grant what the README's 'Least privilege' lists, "
+            "or run `jobping-pipeline setup` as the table's owner",
+            EXIT_PERMISSION,
+        )
+    if isinstance(error, (psycopg.OperationalError, psycopg.InterfaceError)):
+        return (
+            f"the jobs database went away: {_first_line(error)}; run the command again once it is back "
+            "(everything committed before is kept)",
+            EXIT_UNAVAILABLE,
+        )
+    if isinstance(error, ApiUnavailable):
+        return (
+            f"the embeddings API is unavailable: {_first_line(error)}; check OPENAI_BASE_URL and the "
+            "service's status, then run again (no job is charged an attempt for an outage)",
+            EXIT_UNAVAILABLE,
+        )
+    if isinstance(error, ApiRequestRefused) and error.status in (401, 403):
+        return f"the embeddings API refused the credentials: {_first_line(error)}; check OPENAI_API_KEY", EXIT_CONFIG
+    if isinstance(error, ApiRequestRefused):
+        return f"the embeddings API refused a request: {_first_line(error)}; check JOBPING_MODEL", EXIT_CONFIG
+    if isinstance(error, InfrastructureFault):
+        return f"{_first_line(error)}; run again once it is fixed (no job was charged an attempt)", EXIT_UNAVAILABLE
+    return None
 
 
 def run() -> None:

@@ -6,8 +6,11 @@ change-capture triggers are in place and enabled ALWAYS, put queued new jobs int
 (a new one only when it is full), make sure Dagster knows every chunk's partition key (restoring
 them on a fresh instance), and request runs for the chunks with new or edited jobs: up to 10 such
 chunks a run, as one partition range however far apart they are (the run skips the up-to-date
-chunks in between), with run keys so the same work is never requested twice, skipping chunks a
-queued or running run already covers and backing off on chunks whose runs keep failing. The model
+chunks in between), skipping chunks a queued or running run already covers and backing off on
+chunks whose runs keep failing. Runs whose worker is gone (no heartbeat: killed, out of memory,
+machine lost) are marked failed first, so their chunks are not in flight for ever. Each request's
+run key carries its number for the chunk: a run that ended without doing the work (failed,
+terminated, canceled, lost) never makes Dagster skip the next request. The model
 is never loaded by a tick, and every query is served by an index on the pipeline's own tables:
 no scan of the jobs table.
 
@@ -18,6 +21,7 @@ backfill of all partitions (UI) or ``jobping-pipeline backfill``.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
@@ -35,6 +39,7 @@ from dagster import (
 )
 
 from jobping_pipeline.assets import SENSOR_CHUNKS_TAG, job_embeddings
+from jobping_pipeline.liveness import GoneRun, gone_runs
 from jobping_pipeline.store import JobStore
 from jobping_pipeline.store.chunks import DirtyChunk
 from jobping_pipeline.partitions import JOB_CHUNKS, RANGE_END_TAG, RANGE_START_TAG, in_runs, run_partitions
@@ -67,6 +72,7 @@ class TickPlan:
     chunks_left_for_later: int = 0
     chunks_in_flight: list[str] = field(default_factory=list)
     chunks_backing_off: list[str] = field(default_factory=list)
+    request_numbers: dict[str, int] = field(default_factory=dict)
     tick: int = 0
 
 
@@ -90,18 +96,51 @@ def chunks_in_requested_backfills(instance: DagsterInstance) -> set[str]:
     return busy
 
 
+def run_chunk_keys(tags, chunk_keys: list[str]) -> list[str]:
+    """The chunk keys a run covers, from its partition tags (``chunk_keys``: every known key)."""
+    if PARTITION_TAG in tags:
+        return [tags[PARTITION_TAG]]
+    if RANGE_START_TAG in tags and RANGE_END_TAG in tags:
+        start, end = tags[RANGE_START_TAG], tags[RANGE_END_TAG]
+        return [key for key in chunk_keys if start <= key <= end]
+    return []
+
+
 def chunks_in_flight(instance: DagsterInstance, chunk_keys: list[str]) -> set[str]:
     """Chunk keys that a queued or running run (of any job, UI backfills included) or a
     requested backfill covers."""
     busy = chunks_in_requested_backfills(instance)
     for run in instance.get_runs(RunsFilter(statuses=IN_PROGRESS)):
-        tags = run.tags
-        if PARTITION_TAG in tags:
-            busy.add(tags[PARTITION_TAG])
-        elif RANGE_START_TAG in tags and RANGE_END_TAG in tags:
-            start, end = tags[RANGE_START_TAG], tags[RANGE_END_TAG]
-            busy.update(key for key in chunk_keys if start <= key <= end)
+        busy.update(run_chunk_keys(run.tags, chunk_keys))
     return busy
+
+
+def end_gone_runs(instance: DagsterInstance, store: JobStore, now: float | None = None) -> list[GoneRun]:
+    """Runs of chunks that Dagster shows as started but whose worker is gone (no heartbeat,
+    :mod:`jobping_pipeline.liveness`): each is marked failed in Dagster (which also frees its
+    place in the embedding pool) and, unless its work was done, counted as a failed run of its
+    chunks. Their chunks are then no longer in flight, and the tick requests their work again."""
+    store.forget_old_heartbeats()
+    records = {
+        record.dagster_run.run_id: record
+        for record in instance.get_run_records(RunsFilter(statuses=[DagsterRunStatus.STARTED]))
+        if PARTITION_TAG in record.dagster_run.tags or RANGE_START_TAG in record.dagster_run.tags
+    }
+    if not records:
+        return []
+    now = time.time() if now is None else now
+    started = {
+        run_id: now - (record.start_time if record.start_time is not None else record.create_timestamp.timestamp())
+        for run_id, record in records.items()
+    }
+    gone = gone_runs(started, store.run_liveness(list(records)))
+    all_keys = store.chunk_keys() if gone else []
+    for run in gone:
+        dagster_run = records[run.run_id].dagster_run
+        instance.report_run_failed(dagster_run, message=f"jobping-pipeline: {run.reason}; its chunks are requested again")
+        if not run.finished_its_work:
+            store.record_run_outcome(run_chunk_keys(dagster_run.tags, all_keys), f"run {run.run_id} lost: {run.reason}")
+    return gone
 
 
 def plan_tick(
@@ -143,12 +182,16 @@ def _plan_tick(store, known_partitions, in_flight, model) -> TickPlan:
     runs = in_runs(plan.chunks_to_run)  # the model loads once per run
     plan.runs = runs[:MAX_RUNS_PER_TICK]
     plan.chunks_left_for_later = sum(len(run) for run in runs[MAX_RUNS_PER_TICK:])
+    plan.request_numbers = store.number_requests([chunk.chunk_key for run in plan.runs for chunk in run])
     return plan
 
 
-def run_request(run: list[DirtyChunk]) -> RunRequest:
+def run_request(run: list[DirtyChunk], request_numbers: dict[str, int]) -> RunRequest:
     """One run for these chunks: a partition, or a partition range from the first to the last.
-    Its run key names the state of each chunk's work, so Dagster never starts the same work twice."""
+    Its run key names the state of each chunk's work and the number of this request for the
+    chunk: a chunk is never requested while a run covers it, and whenever a run ended without
+    doing the work (failed, terminated, canceled while queued, its worker killed) the next
+    request is new to Dagster's run-key deduplication, so the work is requested again."""
     tags = {
         "jobping/trigger": "sensor",
         SENSOR_CHUNKS_TAG: ",".join(chunk.chunk_key for chunk in run),
@@ -156,7 +199,9 @@ def run_request(run: list[DirtyChunk]) -> RunRequest:
     }
     partition_key, range_tags = run_partitions([chunk.chunk_key for chunk in run])
     return RunRequest(
-        run_key="|".join(chunk.run_key for chunk in run), partition_key=partition_key, tags={**tags, **range_tags}
+        run_key="|".join(chunk.run_key(request_numbers[chunk.chunk_key]) for chunk in run),
+        partition_key=partition_key,
+        tags={**tags, **range_tags},
     )
 
 
@@ -181,12 +226,15 @@ def build_sensor(job, interval_seconds: int) -> SensorDefinition:
         context: SensorEvaluationContext, jobs_database: JobsDatabase, embedding_model: EmbeddingModel
     ) -> SensorResult:
         """Catches new and edited jobs: registers new chunks as partitions of job_embeddings and
-        requests a run for every chunk with pending work, never twice for the same work (run
-        keys) nor while one is queued or running. A chunk whose runs fail as a whole is tried
-        again after 1, 2, 4 ... ticks. Restores partition keys from the database registry on a
-        fresh instance."""
+        requests a run for every chunk with pending work, never while a run covering it is
+        queued or running. Runs whose worker is gone (no heartbeat for 90 s) are marked failed
+        and their work requested again. A chunk whose runs fail as a whole is tried again after
+        1, 2, 4 ... 64 ticks. Restores partition keys from the database registry on a fresh
+        instance."""
         store = jobs_database.store()
         instance = context.instance
+        for gone in end_gone_runs(instance, store):
+            context.log.warning(f"run {gone.run_id} marked failed: {gone.reason}; its chunks are requested again")
         known = instance.get_dynamic_partitions(JOB_CHUNKS)
         plan = plan_tick(
             store, known, lambda chunk_keys: chunks_in_flight(instance, chunk_keys), embedding_model
@@ -200,7 +248,7 @@ def build_sensor(job, interval_seconds: int) -> SensorDefinition:
             f"in flight, {len(plan.chunks_backing_off)} failing chunks backing off"
         )
         return SensorResult(
-            run_requests=[run_request(run) for run in plan.runs],
+            run_requests=[run_request(run, plan.request_numbers) for run in plan.runs],
             dynamic_partitions_requests=(
                 [AddDynamicPartitionsRequest(JOB_CHUNKS, plan.partitions_to_add)]
                 if plan.partitions_to_add

@@ -5,7 +5,11 @@ import psycopg
 import pytest
 from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 
+from jobping_pipeline.cli import describe_fault
 from jobping_pipeline.embedded_postgres import JOBS_DATABASE, embedded_server_url
+from jobping_pipeline.faults import InfrastructureFault
+from jobping_pipeline.openai_protocol import ApiRequestRefused, ApiUnavailable
+from jobping_pipeline.store import DatabaseUnavailable
 from jobping_pipeline.partitions import JOB_CHUNKS
 
 from .helpers import run_cli
@@ -66,3 +70,25 @@ def test_configuration_errors_are_one_line_and_name_the_setting(data_dir, databa
     assert missing.returncode == 2
     assert "JOBPING_JOBS_TABLE=public.nowhere: no such table" in missing.stderr
     assert "Traceback" not in missing.stderr
+
+
+FAULTS = [
+    # (error, the start of its line, exit code)
+    (DatabaseUnavailable("cannot connect to JOBPING_DATABASE_URL=postgresql://u:***@db/jobs: refused"), "cannot connect", 2),
+    (psycopg.OperationalError("server closed the connection unexpectedly"), "the jobs database went away", 3),
+    (psycopg.errors.InsufficientPrivilege("permission denied for table jobs"), "permission denied", 4),
+    (ApiUnavailable("text-embedding-3-small: the embeddings API failed 7 attempts; last: HTTP 503"), "the embeddings API is unavailable", 3),
+    (ApiRequestRefused("HTTP 401: Incorrect API key", 401), "the embeddings API refused the credentials", 2),
+    (InfrastructureFault("the model failed for a reason no text is to blame for: CUDA out of memory"), "the model failed", 3),
+]
+
+
+@pytest.mark.parametrize(("error", "start", "code"), FAULTS, ids=[type(f[0]).__name__ for f in FAULTS])
+def test_every_known_fault_is_one_line_with_what_to_do(error, start, code):
+    message, exit_code = describe_fault(error)
+    assert message.startswith(start) and "\n" not in message and "; " in message
+    assert exit_code == code
+
+
+def test_an_unknown_error_keeps_its_traceback():
+    assert describe_fault(KeyError("a bug")) is None

@@ -30,6 +30,15 @@ def test_kubernetes_instance_config_is_valid(monkeypatch):
     launcher_result = process_config(K8sRunLauncher.config_type(), launcher["config"])
     assert launcher_result.success, launcher_result.errors
     assert config["concurrency"]["pools"]["granularity"] == "run"
+    assert config["run_monitoring"]["enabled"] and config["run_monitoring"]["max_resume_run_attempts"] == 0
+
+
+def test_the_local_instance_monitors_runs():
+    config = yaml.safe_load((DEPLOY.parent / "dagster.yaml").read_text())
+    result = process_config(dagster_instance_config_schema(), config)
+    assert result.success, result.errors
+    monitoring = config["run_monitoring"]
+    assert monitoring["enabled"] and monitoring["start_timeout_seconds"] and monitoring["cancel_timeout_seconds"]
 
 
 def test_a_broken_instance_config_is_caught():
@@ -55,3 +64,4 @@ def test_helm_values_name_the_chart_keys_this_project_relies_on():
     deployment = values["dagster-user-deployments"]["deployments"][0]
     assert deployment["dagsterApiGrpcArgs"] == ["--module-name", "jobping_pipeline"]
     assert {"name": "JOBPING_K8S_GPUS", "value": "1"} in deployment["env"]
+    assert values["dagsterDaemon"]["runMonitoring"]["enabled"] is True

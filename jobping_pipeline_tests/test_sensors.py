@@ -2,15 +2,17 @@
 
 import psycopg
 import pytest
-from dagster import DagsterInstance, DagsterRunStatus
+from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
+from dagster._core.storage.tags import RUN_KEY_TAG, SENSOR_NAME_TAG  # the tags Dagster's daemon matches run keys by
 
 from jobping_pipeline.definitions import EMBED_JOB, build_definitions
 from jobping_pipeline.partitions import JOB_CHUNKS
 from jobping_pipeline.resources import EmbeddingModel
+from jobping_pipeline.sensors import SENSOR_NAME
 from jobping_pipeline.settings import ConfigError
 from jobping_pipeline.store import JobStore
 
-from .helpers import execute_request, load_demo, make_settings, requested, run_chunks, tick
+from .helpers import execute, execute_request, load_demo, make_settings, requested, run_chunks, tick
 
 MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -185,3 +187,75 @@ def test_a_sensor_range_run_leaves_the_chunks_between_that_only_a_model_change_m
     assert job.execute_in_process(instance=instance, tags=request.tags).success
     stale_for_the_new_model = {key for key, _ in JobStore(other).chunks_with_pending_work(f"{MODEL_ID}+text=sentences")}
     assert stale_for_the_new_model == {"000002"}, "re-embedding the table is a deliberate backfill"
+
+
+# --- run keys that name the attempt (issue 23) ----------------------------------------------------
+
+
+def skipped_by_dagster(instance, request) -> bool:
+    """Dagster's own rule (dagster/_daemon/sensor.py, fetch_existing_runs and
+    _get_or_create_sensor_run): a request is skipped when a run of this sensor with its run key
+    exists in any status but NOT_STARTED."""
+    runs = instance.get_runs(RunsFilter(tags={RUN_KEY_TAG: request.run_key, SENSOR_NAME_TAG: SENSOR_NAME}))
+    return any(run.status != DagsterRunStatus.NOT_STARTED for run in runs)
+
+
+def sensor_run(settings, instance, request):
+    """The run the daemon creates for ``request``: its tags, its run key, NOT_STARTED."""
+    job = build_definitions(settings).resolve_job_def(EMBED_JOB)
+    tags = {**request.tags, RUN_KEY_TAG: request.run_key, SENSOR_NAME_TAG: SENSOR_NAME}
+    if request.partition_key is not None:
+        tags["dagster/partition"] = request.partition_key
+    return instance.create_run_for_job(job, tags=tags, status=DagsterRunStatus.NOT_STARTED)
+
+
+def terminated_from_the_ui(instance, run):
+    instance.report_run_canceling(run)
+    instance.report_run_canceled(run, message="terminated from the UI: the asset re-raised without recording")
+
+
+def canceled_while_queued(instance, run):
+    instance.report_run_canceled(run, message="canceled while queued")
+
+
+def failed_unrecorded(instance, run):
+    instance.report_run_failed(run, message="the database was down: the failure could not be recorded either")
+
+
+ENDED_WITHOUT_DOING_THE_WORK = [terminated_from_the_ui, canceled_while_queued, failed_unrecorded]
+
+
+@pytest.mark.parametrize("end", ENDED_WITHOUT_DOING_THE_WORK, ids=lambda end: end.__name__.replace("_", " "))
+def test_a_run_that_ended_without_doing_the_work_never_blocks_the_next_request(covered, instance, end):
+    execute(covered, "UPDATE jobs SET title = title || ' (edited)' WHERE id = 3")
+    (first,) = tick(covered, instance).run_requests
+    end(instance, sensor_run(covered, instance, first))
+    (second,) = tick(covered, instance).run_requests
+    assert requested_chunks(second) == ["000001"] and second.run_key != first.run_key
+    assert not skipped_by_dagster(instance, second)
+    assert execute_request(covered, instance, second).success
+    assert tick(covered, instance).run_requests == []
+
+
+def test_two_states_of_work_never_share_a_key(covered, instance):
+    """Before request numbers: {X v10 a0, Y v9 a1} made v10:a1; Y succeeded, X failed once:
+    {X v10 a1} made v10:a1 again, and Dagster skipped it."""
+    execute(
+        covered,
+        "UPDATE jobping_pipeline.job_state SET text_version = 10, embedded_version = NULL, attempts = 0 WHERE job_id = 1",
+        "UPDATE jobping_pipeline.job_state SET text_version = 9, embedded_version = NULL, attempts = 1 WHERE job_id = 2",
+    )
+    (first,) = tick(covered, instance).run_requests
+    failed_unrecorded(instance, sensor_run(covered, instance, first))
+    execute(
+        covered,
+        "UPDATE jobping_pipeline.job_state SET embedded_version = 9, attempts = 0 WHERE job_id = 2",
+        "UPDATE jobping_pipeline.job_state SET attempts = 1 WHERE job_id = 1",
+    )
+    (second,) = tick(covered, instance).run_requests
+    assert first.run_key.split(":")[1:3] == second.run_key.split(":")[1:3] == ["v10", "a1"]
+    assert second.run_key != first.run_key and not skipped_by_dagster(instance, second)
+
+
+def requested_chunks(request):
+    return request.tags["jobping/chunks"].split(",")

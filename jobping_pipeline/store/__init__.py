@@ -8,6 +8,7 @@
 ``coverage``       coverage, problem jobs, vector sanity
 ``search``         nearest jobs, the SQL search function, vector indexes
 ``audit``          every job the state calls fresh, read with its row now; repairs queued
+``runs``           run liveness: the heartbeats of the runs, for the sensor
 =================  ================================================================
 
 What every state of a job means, who writes each field of ``job_state`` and what must always
@@ -18,12 +19,13 @@ from jobping_pipeline.store.audit import AuditStore
 from jobping_pipeline.store.catalog import Column, DatabaseUnavailable, JobsTable, Names
 from jobping_pipeline.store.chunks import ChunkStore
 from jobping_pipeline.store.coverage import Coverage, CoverageStore, ProblemJob
+from jobping_pipeline.store.runs import RunStore
 from jobping_pipeline.store.search import SearchStore
 from jobping_pipeline.store.setup import SetupStore
 from jobping_pipeline.store.writes import ChunkRow, WriteStore
 
 
-class JobStore(SetupStore, ChunkStore, WriteStore, CoverageStore, SearchStore, AuditStore):
+class JobStore(SetupStore, ChunkStore, WriteStore, CoverageStore, SearchStore, AuditStore, RunStore):
     """One configured jobs table and the pipeline's state schema next to it."""
 
     def prepare_chunks(self, dimensions: int) -> tuple[list[str], list[str]]:

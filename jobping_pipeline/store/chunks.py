@@ -28,11 +28,11 @@ class DirtyChunk:
     failed_runs: int
     retry_at_tick: int | None
 
-    @property
-    def run_key(self) -> str:
-        """Names this state of the chunk's work: the same work is never requested twice, and a
-        new edit, a failed job or a failed run makes a new key."""
-        return f"{self.chunk_key}:v{self.newest_version}:a{self.job_attempts}:f{self.failed_runs}"
+    def run_key(self, request_no: int) -> str:
+        """Names this state of the chunk's work (newest version, job attempts, failed runs) and
+        the number of the sensor's request for the chunk: no two requests share a key, so a run
+        that ended without doing the work never blocks the next request."""
+        return f"{self.chunk_key}:v{self.newest_version}:a{self.job_attempts}:f{self.failed_runs}:r{request_no}"
 
 
 def assign_chunks(names: Names) -> sql.Composed:
@@ -106,6 +106,12 @@ def record_run_outcome(names: Names) -> sql.Composed:
         "UPDATE {} SET failed_runs = CASE WHEN %(error)s::text IS NULL THEN 0 ELSE failed_runs + 1 END,"
         " last_run_error = %(error)s, retry_at_tick = NULL "
         "WHERE chunk_key = ANY(%(chunk_keys)s) AND (%(error)s::text IS NOT NULL OR failed_runs > 0)"
+    ).format(names.state("chunks"))
+
+
+def number_requests(names: Names) -> sql.Composed:
+    return sql.SQL(
+        "UPDATE {} SET requests = requests + 1 WHERE chunk_key = ANY(%s) RETURNING chunk_key, requests"
     ).format(names.state("chunks"))
 
 
@@ -191,6 +197,13 @@ class ChunkStore(StoreBase):
     def advance_tick(self) -> int:
         with self.connect(autocommit=True, vectors=False) as connection:
             return connection.execute(advance_tick(self.names())).fetchone()[0]
+
+    def number_requests(self, chunk_keys: list[str]) -> dict[str, int]:
+        """Count a new request for each of these chunks; returns each one's number."""
+        if not chunk_keys:
+            return {}
+        with self.connect(autocommit=True, vectors=False) as connection:
+            return dict(connection.execute(number_requests(self.names()), (list(chunk_keys),)).fetchall())
 
     def schedule_retry(self, chunk_key: str, tick: int) -> None:
         with self.connect(autocommit=True, vectors=False) as connection:

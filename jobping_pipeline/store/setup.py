@@ -74,7 +74,7 @@ def drop_embedding_column(names: Names) -> sql.Composed:
     return sql.SQL("ALTER TABLE {} DROP COLUMN {}").format(names.jobs, names.embedding)
 
 
-STATE_SCHEMA_VERSION = "4"
+STATE_SCHEMA_VERSION = "5"
 
 
 def text_versions(names: Names) -> sql.Composed:
@@ -114,7 +114,7 @@ def foreign_vector(names: Names, reason: sql.Composable) -> sql.Composed:
 
 
 def create_state_schema(names: Names) -> list[sql.Composed]:
-    """Create (or migrate to version 4) the state schema. Every statement is idempotent."""
+    """Create (or migrate to version 5) the state schema. Every statement is idempotent."""
     job_state, chunks = names.state("job_state"), names.state("chunks")
     return [
         sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(names.state_schema)),
@@ -131,6 +131,19 @@ def create_state_schema(names: Names) -> list[sql.Composed]:
             "ALTER TABLE {} ADD COLUMN IF NOT EXISTS failed_runs integer NOT NULL DEFAULT 0,"
             " ADD COLUMN IF NOT EXISTS last_run_error text, ADD COLUMN IF NOT EXISTS retry_at_tick bigint"
         ).format(chunks),
+        # Runs the sensor requested for the chunk: each request's run key names its number (version 5).
+        sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS requests integer NOT NULL DEFAULT 0").format(chunks),
+        # Run liveness (store/runs.py); version 5.
+        sql.SQL(
+            "CREATE TABLE IF NOT EXISTS {} ("
+            " run_id text PRIMARY KEY,"
+            " chunk_keys text[] NOT NULL,"
+            " host text,"
+            " pid integer,"
+            " started_at timestamptz NOT NULL DEFAULT now(),"
+            " beat_at timestamptz NOT NULL DEFAULT now(),"
+            " ended_at timestamptz)"
+        ).format(names.state("run_heartbeats")),
         sql.SQL(
             "CREATE TABLE IF NOT EXISTS {job_state} ("
             " job_id {id_type} PRIMARY KEY,"

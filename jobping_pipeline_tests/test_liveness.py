@@ -1,0 +1,94 @@
+"""Runs whose worker is gone are seen as ended (liveness.py, store/runs.py): the heartbeat, the
+rule that calls a run gone, and the whole case of issue 23: a backfill killed with SIGKILL, whose
+run Dagster shows as STARTED for ever, no longer blocks its chunks."""
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psycopg
+from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
+
+from jobping_pipeline.liveness import gone_runs, heartbeat
+from jobping_pipeline.store import JobStore
+from jobping_pipeline.store.runs import DEAD_AFTER_SECONDS, START_GRACE_SECONDS, RunLiveness
+
+from .helpers import PROJECT_DIR, execute, kill_when, load_demo, make_settings, requested, run_chunks, run_cli, tick
+
+MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def test_a_run_is_gone_when_silent_or_when_it_never_beat_after_the_grace():
+    beats = {
+        "working": RunLiveness("working", True, 5.0, False),
+        "killed": RunLiveness("killed", True, DEAD_AFTER_SECONDS + 1, False),
+        "killed after its work": RunLiveness("killed after its work", True, DEAD_AFTER_SECONDS + 1, True),
+    }
+    started = {
+        "working": 600.0,
+        "killed": 600.0,
+        "killed after its work": 600.0,
+        "starting": START_GRACE_SECONDS - 1,
+        "never beat": START_GRACE_SECONDS + 1,
+    }
+    gone = {run.run_id: run.finished_its_work for run in gone_runs(started, beats)}
+    assert gone == {"killed": False, "killed after its work": True, "never beat": False}
+
+
+def test_the_heartbeat_beats_while_the_block_runs_and_records_its_end(settings):
+    store = load_demo(settings, 3)
+    store.setup(384)
+    with heartbeat(store, "run-1", ["000001"], every=0.05):
+        first = store.run_liveness(["run-1"])["run-1"]
+        time.sleep(0.3)
+        assert not first.ended and store.run_liveness(["run-1"])["run-1"].silent_seconds < 0.3
+    assert store.run_liveness(["run-1"])["run-1"].ended
+    assert store.run_liveness(["run-2"]) == {}
+
+
+def test_a_killed_backfill_no_longer_blocks_its_chunks(database_url, encoder, dagster_home):
+    """`jobping-pipeline backfill` killed with SIGKILL inside its run: the run stays STARTED in
+    Dagster. While its heartbeat is fresh its chunks count as in flight; once it is silent (90 s,
+    compressed here by ageing the heartbeat) the sensor marks the run failed, counts it against
+    its chunks, requests their work again, and the runs bring `status` to exit 0."""
+    settings = make_settings(database_url, JOBPING_CHUNK_SIZE="10", JOBPING_BATCH_SIZE="2")
+    load_demo(settings, 40)
+    env = {"JOBPING_DATABASE_URL": database_url, "JOBPING_CHUNK_SIZE": "10", "JOBPING_BATCH_SIZE": "2"}
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "jobping-pipeline"), "backfill"],
+        env={**os.environ, **env}, cwd=PROJECT_DIR, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    store = JobStore(settings)
+    kill_when(process, lambda: _fresh_jobs(database_url) > 0, "a vector written by the backfill")
+    assert run_cli("jobping-pipeline", "status", env=env).returncode == 1
+
+    with DagsterInstance.get() as instance:
+        (started,) = [
+            run for run in instance.get_runs(RunsFilter(statuses=[DagsterRunStatus.STARTED]))
+            if run.run_id in store.run_liveness([run.run_id])
+        ]
+        assert requested(tick(settings, instance)) == [], "a run that still beats keeps its chunks"
+
+        execute(settings, "UPDATE jobping_pipeline.run_heartbeats SET beat_at = now() - interval '91 seconds'")
+        assert requested(tick(settings, instance)) == [], "the lost run counts as a failed run: one tick of backoff"
+        assert instance.get_run_by_id(started.run_id).status == DagsterRunStatus.FAILURE
+        assert {key for key, _, _ in store.failing_chunks()} == {"000001", "000002", "000003", "000004"}
+        result = tick(settings, instance)
+        with_work = [key for key, _ in store.chunks_with_pending_work(MODEL_ID)]
+        assert with_work and requested(result) == with_work
+        run_chunks(settings, instance, result)
+    assert run_cli("jobping-pipeline", "status", env=env).returncode == 0
+
+
+def _fresh_jobs(database_url: str) -> int:
+    with psycopg.connect(database_url) as connection:
+        found = connection.execute(
+            "SELECT to_regclass('jobping_pipeline.job_state') IS NOT NULL"
+        ).fetchone()[0]
+        if not found:
+            return 0
+        return connection.execute(
+            "SELECT count(*) FROM jobping_pipeline.job_state WHERE embedded_version = text_version"
+        ).fetchone()[0]
