@@ -168,8 +168,20 @@ def _backfill(args: argparse.Namespace) -> int:
             )
             return EXIT_INTERRUPTED
     for chunk_key, message in result.failed_chunks.items():
-        print(f"chunk {chunk_key} failed: {message}", file=sys.stderr)
+        print(f"chunk {chunk_key} failed: {message.strip().splitlines()[0]}", file=sys.stderr)
+    if result.failed_chunks and all(failed_for_an_outage(message) for message in result.failed_chunks.values()):
+        print(
+            "jobping-pipeline: every failed chunk failed for the infrastructure (database, API or GPU), not "
+            "for a job: no job was charged an attempt; run again once it is back (the sensor also retries)",
+            file=sys.stderr,
+        )
+        return EXIT_UNAVAILABLE
     return 0 if result.complete else EXIT_INCOMPLETE
+
+
+def failed_for_an_outage(message: str) -> bool:
+    """A run's failure message names an infrastructure fault (faults.py) the asset raised."""
+    return any(name in message for name in ("InfrastructureFault", "DatabaseUnavailable", "ApiUnavailable", "OperationalError"))
 
 
 def _register(args: argparse.Namespace) -> int:

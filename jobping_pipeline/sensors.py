@@ -115,16 +115,28 @@ def chunks_in_flight(instance: DagsterInstance, chunk_keys: list[str]) -> set[st
     return busy
 
 
-def end_gone_runs(instance: DagsterInstance, store: JobStore, now: float | None = None) -> list[GoneRun]:
-    """Runs of chunks that Dagster shows as started but whose worker is gone (no heartbeat,
-    :mod:`jobping_pipeline.liveness`): each is marked failed in Dagster (which also frees its
-    place in the embedding pool) and, unless its work was done, counted as a failed run of its
-    chunks. Their chunks are then no longer in flight, and the tick requests their work again."""
+def is_embedding_run(run, job_name: str, location_name: str | None) -> bool:
+    """A run of ``job_embeddings`` (the sensor's job, or a UI materialization of the asset) from
+    this code location (when the run says where it came from: the CLI's in-process runs don't)."""
+    ours = run.job_name == job_name or bool(run.asset_selection and job_embeddings.key in run.asset_selection)
+    if ours and location_name is not None and run.remote_job_origin is not None:
+        return run.remote_job_origin.location_name == location_name
+    return ours
+
+
+def end_gone_runs(
+    instance: DagsterInstance, store: JobStore, job_name: str, location_name: str | None = None, now: float | None = None
+) -> list[GoneRun]:
+    """Runs of ``job_embeddings`` that Dagster shows as started but whose worker is gone (no
+    heartbeat, :mod:`jobping_pipeline.liveness`): each is marked failed in Dagster (which also
+    frees its place in the embedding pool) and, unless its work was done, counted as a failed run
+    of its chunks. Their chunks are then no longer in flight, and the tick requests their work
+    again. Runs of other jobs and other code locations are never touched."""
     store.forget_old_heartbeats()
     records = {
         record.dagster_run.run_id: record
         for record in instance.get_run_records(RunsFilter(statuses=[DagsterRunStatus.STARTED]))
-        if PARTITION_TAG in record.dagster_run.tags or RANGE_START_TAG in record.dagster_run.tags
+        if is_embedding_run(record.dagster_run, job_name, location_name)
     }
     if not records:
         return []
@@ -233,7 +245,8 @@ def build_sensor(job, interval_seconds: int) -> SensorDefinition:
         instance."""
         store = jobs_database.store()
         instance = context.instance
-        for gone in end_gone_runs(instance, store):
+        location = context.code_location_origin.location_name if context.code_location_origin else None
+        for gone in end_gone_runs(instance, store, job.name, location):
             context.log.warning(f"run {gone.run_id} marked failed: {gone.reason}; its chunks are requested again")
         known = instance.get_dynamic_partitions(JOB_CHUNKS)
         plan = plan_tick(

@@ -22,8 +22,10 @@ import psycopg
 from psycopg import sql
 
 from jobping_pipeline.encoder import ModelSpec
+from jobping_pipeline.liveness import gone_runs
 from jobping_pipeline.sensors import TickPlan, plan_tick
 from jobping_pipeline.store import JobStore
+from jobping_pipeline.store.runs import RunLiveness
 
 MODEL_ID = ModelSpec().model_id
 TICKS_PER_DAY = 96
@@ -102,8 +104,87 @@ def poisson(rng: random.Random, rate: float) -> int:
     return count
 
 
-def simulate_year(store: JobStore, ticks: int, *, seed: int = 7, edit_every: int = 200, delete_every: int = 400) -> YearFigures:
-    """Run ``ticks`` ticks against ``store``'s table (set up and empty); returns the figures."""
+FAULTS = ("run fails", "terminated from the UI", "canceled while queued", "worker killed", "API outage")
+SECONDS_PER_TICK = 30  # the sensor's default interval
+
+
+@dataclass
+class Chaos:
+    """Faults at random ticks, played against the sensor's own logic (``plan_tick``, the
+    backoff, the run keys and ``gone_runs``) in place of Dagster and a model: what each one leaves
+    behind is what the real fault leaves in the state and in Dagster's view of the runs."""
+
+    rate: float = 0.02  # chance of a fault a tick, until ``quiet_after``
+    quiet_after: int = 0  # the tick after which no fault is injected
+    faults: dict[str, int] = field(default_factory=lambda: dict.fromkeys(FAULTS, 0))
+    api_down_until: int = -1
+    lost_runs: dict[str, tuple[list[str], int]] = field(default_factory=dict)  # run -> its chunks, tick killed
+    run_keys: set[str] = field(default_factory=set)
+    repeated_run_keys: int = 0
+    # Per chunk with due work, ticks since it was last requested (or since it became due).
+    waiting: dict[str, int] = field(default_factory=dict)
+    longest_wait: int = 0
+    longest_wait_after_quiet: int = 0
+    runs_failed: int = 0
+
+    def new_run_key(self, run_key: str) -> bool:
+        """Dagster's run-key deduplication: a request whose key already has a run is skipped."""
+        if run_key in self.run_keys:
+            self.repeated_run_keys += 1
+            return False
+        self.run_keys.add(run_key)
+        return True
+
+    def in_flight(self, chunk_keys: list[str]) -> set[str]:
+        return {key for keys, _ in self.lost_runs.values() for key in keys}
+
+
+def _end_lost_runs(store: JobStore, chaos: Chaos, tick: int) -> None:
+    """What the sensor's ``end_gone_runs`` does once a killed run has been silent long enough."""
+    beats = {
+        run_id: RunLiveness(run_id, True, (tick - killed_at) * SECONDS_PER_TICK, False)
+        for run_id, (_, killed_at) in chaos.lost_runs.items()
+    }
+    for gone in gone_runs({run_id: 600.0 for run_id in chaos.lost_runs}, beats):
+        keys, _ = chaos.lost_runs.pop(gone.run_id)
+        store.record_run_outcome(keys, f"run {gone.run_id} lost: {gone.reason}")
+
+
+def _play_run(store, chaos: Chaos, tick: int, rng: random.Random, keys: list[str], complete) -> None:
+    """One requested run, under whatever fault this tick brings."""
+    fault = None
+    if tick < chaos.quiet_after and rng.random() < chaos.rate:
+        fault = rng.choice(FAULTS)
+        chaos.faults[fault] += 1
+        if fault == "API outage":
+            chaos.api_down_until = tick + rng.randint(1, 10)
+    if tick <= chaos.api_down_until or fault == "run fails":
+        store.record_run_outcome(keys, "InfrastructureFault: injected")  # fails as a whole, charges no job
+        chaos.runs_failed += 1
+    elif fault in ("terminated from the UI", "canceled while queued"):
+        pass  # ends without doing the work and without recording anything
+    elif fault == "worker killed":
+        chaos.lost_runs[f"run-{tick}-{keys[0]}"] = (keys, tick)  # Dagster shows it STARTED for ever
+    else:
+        complete(keys)
+        store.record_run_outcome(keys, None)
+
+
+def _watch_waits(plan: TickPlan, chaos: Chaos, tick: int) -> None:
+    requested = {chunk.chunk_key for run in plan.runs for chunk in run}
+    due = requested | set(plan.chunks_backing_off) | set(plan.chunks_in_flight)
+    chaos.waiting = {key: 0 if key in requested else chaos.waiting.get(key, 0) + 1 for key in due}
+    longest = max(chaos.waiting.values(), default=0)
+    chaos.longest_wait = max(chaos.longest_wait, longest)
+    if tick >= chaos.quiet_after:
+        chaos.longest_wait_after_quiet = max(chaos.longest_wait_after_quiet, longest)
+
+
+def simulate_year(
+    store: JobStore, ticks: int, *, seed: int = 7, edit_every: int = 200, delete_every: int = 400, chaos: Chaos | None = None
+) -> YearFigures:
+    """Run ``ticks`` ticks against ``store``'s table (set up and empty); returns the figures.
+    With ``chaos``, faults strike the runs at random ticks (see :class:`Chaos`)."""
     rng = random.Random(seed)
     figures = YearFigures(chunk_size=store.settings.chunk_size)
     known: list[str] = []
@@ -120,15 +201,24 @@ def simulate_year(store: JobStore, ticks: int, *, seed: int = 7, edit_every: int
                 _vacuum(app, names)
             _application_tick(app, rng, tick, figures, edit_every, delete_every)
             tick_started = time.perf_counter()
-            plan = plan_tick(store, known)
+            if chaos is not None:
+                _end_lost_runs(store, chaos, tick)
+            plan = plan_tick(store, known, chaos.in_flight if chaos is not None else None)
             figures.tick_seconds.append(time.perf_counter() - tick_started)
             known.extend(plan.partitions_to_add)
             _count(plan, figures, len(known))
+
+            def complete(chunk_keys: list[str]) -> None:
+                runs.execute(complete_run, {"model_id": MODEL_ID, "chunk_keys": chunk_keys, "vector": UNIT_VECTOR})
+
             for run in plan.runs:
-                runs.execute(
-                    complete_run,
-                    {"model_id": MODEL_ID, "chunk_keys": [chunk.chunk_key for chunk in run], "vector": UNIT_VECTOR},
-                )
+                keys = [chunk.chunk_key for chunk in run]
+                if chaos is None:
+                    complete(keys)
+                elif chaos.new_run_key("|".join(chunk.run_key(plan.request_numbers[chunk.chunk_key]) for chunk in run)):
+                    _play_run(store, chaos, tick, rng, keys, complete)
+            if chaos is not None:
+                _watch_waits(plan, chaos, tick)
             figures.ticks += 1
     figures.seconds = time.perf_counter() - started
     return figures

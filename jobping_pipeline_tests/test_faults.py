@@ -9,15 +9,20 @@ import time
 import numpy as np
 import psycopg
 import pytest
+from dagster import DagsterInstance
 from pgvector.psycopg import register_vector
 
+from jobping_pipeline.backfill import run_backfill
+from jobping_pipeline.embedded_postgres import DAGSTER_DATABASE
 from jobping_pipeline.store import DatabaseUnavailable, JobStore
 from jobping_pipeline.embedding import EmbeddingFailed, embed_chunk, embed_chunk_with_retries
 from jobping_pipeline.faults import INFRASTRUCTURE, ONE_TEXT, InfrastructureFault, classify
 from jobping_pipeline.openai_protocol import ApiAnswerInvalid, ApiRequestRefused, ApiUnavailable
 from jobping_pipeline.texts import build_text
 
-from .helpers import PROJECT_DIR, around_model_calls, kill_when, execute, load_demo, make_settings
+from .helpers import PROJECT_DIR, around_model_calls, execute, kill_when, load_demo, make_settings, requested, tick
+
+MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 
 STATE_COUNTS = """
 SELECT count(*) FILTER (WHERE j.embedding IS NOT NULL AND s.embedded_version IS NOT NULL),
@@ -296,3 +301,46 @@ def test_a_lost_gpu_fails_the_chunk_and_charges_no_job_while_a_bad_text_is_charg
     with pytest.raises(EmbeddingFailed, match="1 jobs could not be embedded"):
         embed_chunk(store, encoder, "000001", batch_size=4)
     assert [(p.job_id, p.attempts) for p in store.problem_jobs(encoder.model_id)] == [("2", 1)]
+
+
+def test_the_dagster_storage_restarted_during_a_backfill(database_url, admin_url, dagster_home, monkeypatch):
+    """Dagster's storage database refuses every connection for 5 s from a run's first write, its
+    connections cut (what a restart of that server does to its clients): the backfill either
+    carries on or fails loudly, and then the next backfill and a sensor tick leave the table
+    complete."""
+    settings = make_settings(database_url, JOBPING_CHUNK_SIZE="10", JOBPING_BATCH_SIZE="4")
+    store = load_demo(settings, 30)
+    outage = []
+
+    def storage(allow: bool) -> None:
+        with psycopg.connect(admin_url, autocommit=True) as admin:
+            admin.execute(f'ALTER DATABASE "{DAGSTER_DATABASE}" ALLOW_CONNECTIONS {str(allow).lower()}')
+            if not allow:
+                admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (DAGSTER_DATABASE,)
+                )
+
+    real_write = JobStore.write_batch
+
+    def write_while_the_dagster_storage_restarts(self, connection, *args):
+        if not outage:
+            storage(allow=False)
+            outage.append(threading.Timer(5.0, storage, kwargs={"allow": True}))
+            outage[0].start()
+        return real_write(self, connection, *args)
+
+    monkeypatch.setattr(JobStore, "write_batch", write_while_the_dagster_storage_restarts)
+    try:
+        with DagsterInstance.get() as instance:
+            first = run_backfill(settings, instance, say=lambda line: None)
+            assert outage, "the storage went down during the run"
+            outage[0].join()
+            if not first.complete:
+                assert first.failed_chunks, "an incomplete backfill names its failed chunks"
+                assert run_backfill(settings, instance, say=lambda line: None).complete
+            assert requested(tick(settings, instance)) == []
+    finally:
+        if outage:
+            outage[0].join()
+        storage(allow=True)
+    assert store.coverage(MODEL_ID).complete

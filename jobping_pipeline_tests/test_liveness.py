@@ -9,9 +9,11 @@ import time
 from pathlib import Path
 
 import psycopg
-from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
+from dagster import DagsterInstance, DagsterRunStatus, RunsFilter, job, op
 
+from jobping_pipeline.definitions import EMBED_JOB, build_definitions
 from jobping_pipeline.liveness import gone_runs, heartbeat
+from jobping_pipeline.sensors import end_gone_runs
 from jobping_pipeline.store import JobStore
 from jobping_pipeline.store.runs import DEAD_AFTER_SECONDS, START_GRACE_SECONDS, RunLiveness
 
@@ -92,3 +94,30 @@ def _fresh_jobs(database_url: str) -> int:
         return connection.execute(
             "SELECT count(*) FROM jobping_pipeline.job_state WHERE embedded_version = text_version"
         ).fetchone()[0]
+
+
+@op
+def unrelated_step():
+    return 1
+
+
+@job(tags={"dagster/partition": "000001"})
+def unrelated_partitioned_job():
+    unrelated_step()
+
+
+def test_only_runs_of_job_embeddings_are_ever_ended(settings, instance):
+    """A started run that never beat is ended once START_GRACE_SECONDS have passed, but only a run
+    of job_embeddings: another job's partitioned run (another code location's, say) is left alone."""
+    store = load_demo(settings, 3)
+    store.setup(384)
+    store.register_chunks(scan_table=True)
+    embedding_job = build_definitions(settings).resolve_job_def(EMBED_JOB)
+    ours = instance.create_run_for_job(embedding_job, tags={"dagster/partition": "000001"}, status=DagsterRunStatus.STARTED)
+    theirs = instance.create_run_for_job(unrelated_partitioned_job, status=DagsterRunStatus.STARTED)
+    assert end_gone_runs(instance, store, EMBED_JOB) == [], "within the grace"
+    later = time.time() + START_GRACE_SECONDS + 60
+    assert [run.run_id for run in end_gone_runs(instance, store, EMBED_JOB, now=later)] == [ours.run_id]
+    assert instance.get_run_by_id(ours.run_id).status == DagsterRunStatus.FAILURE
+    assert instance.get_run_by_id(theirs.run_id).status == DagsterRunStatus.STARTED
+    assert [key for key, _, _ in store.failing_chunks()] == ["000001"]

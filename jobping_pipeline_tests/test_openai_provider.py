@@ -15,6 +15,7 @@ import pytest
 from dagster import DagsterInstance
 from pgvector.psycopg import register_vector
 
+from jobping_pipeline import cli
 from jobping_pipeline.backfill import run_backfill
 from jobping_pipeline.definitions import build_definitions
 from jobping_pipeline.embedding import embed_chunk
@@ -326,6 +327,7 @@ def test_an_outage_across_three_backfills_strands_no_job(database_url, server, i
         result = run_backfill(settings, instance, say=lambda line: None)
         assert not result.complete and result.failed_chunks
         assert all("503" in message for message in result.failed_chunks.values()), result.failed_chunks
+        assert all(map(cli.failed_for_an_outage, result.failed_chunks.values())), "the CLI exits 3, naming an outage"
     model_id = spec_from_settings(settings).model_id
     assert [problem for problem in store.problem_jobs(model_id) if problem.attempts] == [], "an outage is no job's fault"
     assert all(runs >= 3 for _, runs, _ in store.failing_chunks())
