@@ -46,6 +46,7 @@ ui: install
 # each), (c) old system side by side, compute
 # paths with recall@10, writes with an HNSW index.
 bench: install
+	$(BIN)/jobping-pipeline backends --measure
 	$(BIN)/python benchmarks/throughput.py --jobs 3600 --rounds 5 --quality --hnsw --index-rows 3000
 
 # Everything that is not the model on 1,000,000 jobs, and peak RSS of runs by chunk size.

@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from jobping_pipeline.audit import DEFAULT_SAMPLE, audit, detection_probability  # noqa: E402
 from jobping_pipeline.demo import generate_jobs, load_demo_jobs  # noqa: E402
 from jobping_pipeline.embedded_postgres import embedded_server_url  # noqa: E402
-from jobping_pipeline.encoder import ModelSpec, load_encoder  # noqa: E402
+from jobping_pipeline.models import ModelSpec, load_encoder  # noqa: E402
 from jobping_pipeline.store import JobStore  # noqa: E402
 from jobping_pipeline.texts import build_text, text_hash  # noqa: E402
 

@@ -35,7 +35,7 @@ sys.path.insert(0, str(PROJECT_DIR))
 
 from jobping_pipeline.demo import generate_jobs, load_demo_jobs  # noqa: E402
 from jobping_pipeline.embedded_postgres import embedded_server_url  # noqa: E402
-from jobping_pipeline.encoder import bundled_model_path  # noqa: E402
+from jobping_pipeline.models import bundled_model_path  # noqa: E402
 from jobping_pipeline.settings import load_settings  # noqa: E402
 from jobping_pipeline.store import JobStore  # noqa: E402
 from throughput import new_database  # noqa: E402  (beside this file)

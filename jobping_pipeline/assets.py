@@ -19,7 +19,7 @@ from dagster import (
 
 from jobping_pipeline import encoding_ahead
 from jobping_pipeline.store import JobStore, ProblemJob
-from jobping_pipeline.encoder import ModelSpec
+from jobping_pipeline.models import ModelSpec
 from jobping_pipeline.embedding import ChunkReport, EmbeddingFailed, embed_chunk_with_retries
 from jobping_pipeline.liveness import heartbeat
 from jobping_pipeline.partitions import CHUNKS_PER_RUN, job_chunks

@@ -278,6 +278,22 @@ def _prepare_model_change(args: argparse.Namespace) -> int:
     return 0 if change.done else EXIT_INCOMPLETE
 
 
+def _backends(args: argparse.Namespace) -> int:
+    """The measured paths of the configured model on this machine (measuring them if never done)."""
+    from jobping_pipeline.models import ModelSpec, measured_choice, spec_from_settings
+    from jobping_pipeline.models.choice import describe
+
+    spec = spec_from_settings(load_settings())
+    if not isinstance(spec, ModelSpec):
+        raise ConfigError("JOBPING_PROVIDER=openai: the embeddings API has no local backends to measure")
+    choice = measured_choice(spec, remeasure=args.measure)
+    for line in describe(choice):
+        print(line)
+    if spec.backend != "auto":
+        print(f"JOBPING_BACKEND={spec.backend} is set: the runs use it, whatever was measured")
+    return 0
+
+
 def _at_least(minimum: int):
     """An argparse type: a whole number no smaller than ``minimum``."""
 
@@ -351,6 +367,14 @@ def build_parser() -> argparse.ArgumentParser:
     change.add_argument("--yes", action="store_true", help="confirm dropping the old vectors when the dimension changes")
     change.set_defaults(handler=_prepare_model_change)
 
+    backends = commands.add_parser(
+        "backends",
+        help="the model's paths measured on this CPU (texts/s, x torch fp32, %% of the CPU's FMA peak) and the "
+        "one JOBPING_BACKEND=auto uses",
+    )
+    backends.add_argument("--measure", action="store_true", help="measure again (about a minute)")
+    backends.set_defaults(handler=_backends)
+
     backfill = commands.add_parser("backfill", help="register chunks and embed every job that needs it, through Dagster")
     backfill.add_argument(
         "--defer-vector-indexes",
@@ -391,7 +415,7 @@ def describe_fault(error: BaseException) -> tuple[str, int] | None:
     import psycopg
 
     from jobping_pipeline.faults import InfrastructureFault
-    from jobping_pipeline.openai_protocol import ApiRequestRefused, ApiUnavailable
+    from jobping_pipeline.models.openai_protocol import ApiRequestRefused, ApiUnavailable
     from jobping_pipeline.store import DatabaseUnavailable
 
     if isinstance(error, DatabaseUnavailable):

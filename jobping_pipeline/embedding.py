@@ -20,7 +20,7 @@ import psycopg
 
 from jobping_pipeline.store import ChunkRow, DatabaseUnavailable, JobStore
 from jobping_pipeline.store.writes import ConfigurationChanged
-from jobping_pipeline.encoder import BATCHES_PER_MODEL_CALL, Encoder
+from jobping_pipeline.models import BATCHES_PER_MODEL_CALL, Encoder
 from jobping_pipeline.faults import InfrastructureFault, is_infrastructure
 from jobping_pipeline.settings import redact_url
 from jobping_pipeline.texts import build_text, text_hash

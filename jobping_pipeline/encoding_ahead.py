@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from jobping_pipeline.embedding import texts_to_encode, validate_vectors
-from jobping_pipeline.encoder import AnyEncoder, EncoderSpec, ModelSpec, load_encoder, spec_from_settings
+from jobping_pipeline.models import Encoder, EncoderSpec, ModelSpec, load_encoder, spec_from_settings
 from jobping_pipeline.settings import Settings
 from jobping_pipeline.store import JobStore
 
@@ -58,7 +58,7 @@ class EncodingAhead:
         spec: EncoderSpec,
         store: JobStore,
         batch_size: int,
-        prepare: Callable[[JobStore, AnyEncoder], tuple[Any, Sequence[str]]],
+        prepare: Callable[[JobStore, Encoder], tuple[Any, Sequence[str]]],
         *,
         chunks_ahead: int = 1,
     ):
@@ -66,7 +66,7 @@ class EncodingAhead:
         self.store = store
         self.batch_size = batch_size
         self.chunks_ahead = chunks_ahead
-        self.encoder: AnyEncoder | None = None
+        self.encoder: Encoder | None = None
         self.texts_encoded = 0
         self.seconds: dict[str, float] = {}
         self.first_encode_at: float | None = None  # time.perf_counter() of its first model call
@@ -88,7 +88,7 @@ class EncodingAhead:
         self._thread.start()
         return self
 
-    def prepared(self) -> tuple[AnyEncoder, Any]:
+    def prepared(self) -> tuple[Encoder, Any]:
         """The encoder and what ``prepare`` returned, once the thread has them; raises what the
         load or the preparation raised."""
         self._wait_until_prepared()
@@ -230,7 +230,7 @@ class ChunkPlan:
     pending: list[tuple[str, int]]
 
 
-def plan_chunks(store: JobStore, encoder: AnyEncoder) -> tuple[ChunkPlan, list[str]]:
+def plan_chunks(store: JobStore, encoder: Encoder) -> tuple[ChunkPlan, list[str]]:
     """The backfill's preparation, run by its :class:`EncodingAhead` thread once the model is
     loaded: the plan, and the chunks to encode ahead (those with pending work, in run order)."""
     changes, new_keys = store.prepare_chunks(encoder.dimensions)
@@ -244,7 +244,7 @@ def start_encoding_ahead(settings: Settings) -> EncodingAhead:
     return EncodingAhead(spec_from_settings(settings), JobStore(settings), settings.batch_size, plan_chunks).start()
 
 
-def encode_ahead_of(encoder: AnyEncoder, store: JobStore, batch_size: int, chunk_keys: Sequence[str]) -> EncodingAhead:
+def encode_ahead_of(encoder: Encoder, store: JobStore, batch_size: int, chunk_keys: Sequence[str]) -> EncodingAhead:
     """Encoding ahead within one run of several chunks (a run worker's): chunk n+1 is encoded
     while chunk n is written and chunk n+1 read. The thread reads through a store of its own."""
     planned = list(chunk_keys)
@@ -264,7 +264,7 @@ def encoding_ahead_for_runs(ahead: EncodingAhead) -> Iterator[None]:
         _active.remove(ahead)
 
 
-def active_for(encoder: AnyEncoder) -> EncodingAhead | None:
+def active_for(encoder: Encoder) -> EncodingAhead | None:
     """The encoding ahead that this process's runs use with ``encoder``, if any: only one that
     encodes with that very encoder."""
     for ahead in _active:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import psycopg
 
-from jobping_pipeline.openai_protocol import ApiRequestRefused, ApiUnavailable
+from jobping_pipeline.models.openai_protocol import ApiRequestRefused, ApiUnavailable
 
 INFRASTRUCTURE = "infrastructure"
 ONE_TEXT = "one text"

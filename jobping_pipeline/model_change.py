@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from jobping_pipeline.encoder import AnyEncoder
+from jobping_pipeline.models import Encoder
 from jobping_pipeline.store import JobStore
 
 
@@ -21,7 +21,7 @@ class ModelChange:
     done: bool = True
 
 
-def prepare_model_change(store: JobStore, encoder: AnyEncoder, *, confirmed: bool) -> ModelChange:
+def prepare_model_change(store: JobStore, encoder: Encoder, *, confirmed: bool) -> ModelChange:
     """Get the column and state ready for ``encoder`` (a local model or an embeddings API); a
     dimension change needs ``confirmed``."""
     settings = store.settings

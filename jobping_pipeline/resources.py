@@ -12,7 +12,7 @@ from typing import Optional
 
 from dagster import ConfigurableResource, EnvVar
 
-from jobping_pipeline.encoder import AnyEncoder, EncoderSpec, load_encoder, spec_from_settings
+from jobping_pipeline.models import Encoder, EncoderSpec, load_encoder, spec_from_settings
 from jobping_pipeline.settings import EMBEDDING_MODEL, JOBS_DATABASE, SETTINGS, Settings, load_settings
 from jobping_pipeline.store import JobStore
 
@@ -76,7 +76,7 @@ class EmbeddingModel(_FromSettings):
         """What to load or call; its ``model_id`` needs no model and no request."""
         return spec_from_settings(self.settings())
 
-    def encoder(self) -> AnyEncoder:
+    def encoder(self) -> Encoder:
         """The process-wide encoder: loaded (or, for an API, probed) on first use."""
         return load_encoder(self.spec())
 

@@ -161,15 +161,16 @@ SETTINGS: tuple[Setting, ...] = (
         "auto",
         "What runs a local model: torch (sentence-transformers), onnx (ONNX Runtime) or openvino, "
         "the last two from a conversion made once and cached (JOBPING_MODEL_CACHE), with no torch "
-        "in the process. auto: torch on a GPU, openvino on CPUs with native bf16 (AVX-512 BF16, "
-        "AMX), onnx on other CPUs. README has the measured speed and recall.",
+        "in the process. auto: torch on a GPU; on a CPU, the fastest exact path measured on this "
+        "machine the first time the model is used (about a minute, cached; `jobping-pipeline "
+        "backends` shows the table).",
         home=EMBEDDING_MODEL,
     ),
     Setting(
         "JOBPING_QUANTIZATION",
         "none",
-        "int8: ONNX Runtime's dynamic int8 model (with JOBPING_BACKEND=onnx). Faster on CPUs with "
-        "VNNI, but lossy (see README): recorded in the model id, so a switch marks every job stale.",
+        "int8: ONNX Runtime's dynamic int8 model (with JOBPING_BACKEND=auto or onnx). Faster, but "
+        "lossy (see README): recorded in the model id, so a switch marks every job stale.",
         home=EMBEDDING_MODEL,
     ),
     Setting(

@@ -13,7 +13,7 @@ import pytest
 from dagster import DagsterInstance
 
 from jobping_pipeline.embedded_postgres import embedded_server_url
-from jobping_pipeline.encoder import Encoder, ModelSpec, load_encoder
+from jobping_pipeline.models import Encoder, ModelSpec, load_encoder
 from jobping_pipeline.settings import Settings
 
 from .helpers import PROJECT_DIR, make_settings
@@ -67,3 +67,16 @@ def instance():
 @pytest.fixture(scope="session")
 def encoder() -> Encoder:
     return load_encoder(ModelSpec())
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_measurement_round():
+    """The backend measurement (models/choice.py) is one round in the tests, not three: its
+    mechanics are tested on a fake clock (test_models_choice.py), and this keeps the first model
+    load of a fresh CI machine short (the CLI's subprocesses then read the cached choice). A
+    machine that ran the tests keeps that choice until `jobping-pipeline backends --measure`."""
+    from jobping_pipeline.models import choice
+
+    rounds, choice.MAX_ROUNDS = choice.MAX_ROUNDS, 1
+    yield
+    choice.MAX_ROUNDS = rounds

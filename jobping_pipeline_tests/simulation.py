@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import psycopg
 from psycopg import sql
 
-from jobping_pipeline.encoder import ModelSpec
+from jobping_pipeline.models import ModelSpec
 from jobping_pipeline.liveness import gone_runs
 from jobping_pipeline.sensors import TickPlan, plan_tick
 from jobping_pipeline.store import JobStore

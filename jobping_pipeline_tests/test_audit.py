@@ -10,7 +10,7 @@ from pgvector.psycopg import register_vector
 from jobping_pipeline.audit import COSINE_TOLERANCE, audit, detection_probability, sample_for
 from jobping_pipeline.backfill import run_backfill
 from jobping_pipeline.checks import audit_result
-from jobping_pipeline.encoder import ModelSpec
+from jobping_pipeline.models import ModelSpec
 from jobping_pipeline.store import JobStore
 from jobping_pipeline.texts import build_text
 

@@ -7,15 +7,16 @@ import subprocess
 import sys
 import threading
 from concurrent.futures import Future
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from jobping_pipeline import encoder as encoder_module
-from jobping_pipeline import model_export
+from jobping_pipeline.models import export as model_export
 from jobping_pipeline.demo import generate_jobs
-from jobping_pipeline.encoder import ModelSpec, bundled_model_path, cpu_has_bf16, load_encoder, resolve_backend
-from jobping_pipeline.model_runtime import OPENVINO_COMPILED, ConvertedModel
+from jobping_pipeline.models import ModelSpec, bundled_model_path, load_encoder, loading
+from jobping_pipeline.models.cpu import cpu_has_bf16
+from jobping_pipeline.models.runtime import OPENVINO_COMPILED, ConvertedModel
 from jobping_pipeline.settings import ConfigError, load_settings
 from jobping_pipeline.texts import build_text
 
@@ -49,7 +50,7 @@ def test_converted_models_compute_the_models_vectors(torch_fp32_vectors, backend
 
 START_WITHOUT_TORCH = """
 import sys
-from jobping_pipeline.encoder import ModelSpec, load_encoder
+from jobping_pipeline.models import ModelSpec, load_encoder
 encoder = load_encoder(ModelSpec(backend=sys.argv[1]))
 encoder.encode(["Graduate data analyst in Berlin"], batch_size=1)
 print(encoder.backend, sorted(name for name in ("torch", "transformers", "sentence_transformers", "sklearn") if name in sys.modules))
@@ -166,17 +167,27 @@ def test_streams_one_per_core_as_asked():
         assert model.encode(TEXTS[:5], batch_size=2).shape == (5, 384)
 
 
-def test_auto_picks_openvino_with_native_bf16_onnx_on_other_cpus_and_torch_for_gpus(monkeypatch):
-    monkeypatch.setattr(encoder_module, "gpu_may_be_present", lambda: False)
-    monkeypatch.setattr(encoder_module, "cpu_has_bf16", lambda: True)
-    assert resolve_backend("auto", "auto") == "openvino"
-    monkeypatch.setattr(encoder_module, "cpu_has_bf16", lambda: False)
-    assert resolve_backend("auto", "cpu") == "onnx"
-    assert resolve_backend("auto", "cuda:1") == "torch"
-    assert resolve_backend("torch", "cpu") == "torch"
-    monkeypatch.setattr(encoder_module, "gpu_may_be_present", lambda: True)
-    assert resolve_backend("auto", "auto") == "torch"
-    assert resolve_backend("auto", "cpu") == "onnx"
+def test_auto_runs_torch_where_a_gpu_may_be_and_the_measured_path_on_a_cpu(monkeypatch, tmp_path):
+    monkeypatch.setattr(loading, "gpu_may_be_present", lambda: True)
+    assert loading.resolve_backend(ModelSpec()) == ("torch", None)
+    assert loading.resolve_backend(ModelSpec(device="cuda:1")) == ("torch", None)
+    assert loading.resolve_backend(ModelSpec(backend="onnx")) == ("onnx", None)
+    monkeypatch.setattr(loading, "gpu_may_be_present", lambda: False)
+    assert loading.resolve_backend(ModelSpec(quantization="int8")) == ("onnx", None)
+    measured = []
+
+    def measured_choice(spec):
+        measured.append(spec)
+        return SimpleNamespace(backend="openvino", precision="bf16")
+
+    monkeypatch.setattr(loading, "measured_choice", measured_choice)
+    assert loading.resolve_backend(ModelSpec(device="cpu")) == ("openvino", "bf16")
+    assert loading.resolve_backend(ModelSpec()) == ("openvino", "bf16") and len(measured) == 2
+
+
+def test_int8_with_auto_is_onnx_int8_under_its_own_model_id():
+    assert ModelSpec(quantization="int8").model_id == ModelSpec(backend="onnx", quantization="int8").model_id
+    assert load_settings({"JOBPING_QUANTIZATION": "int8"}).backend == "auto"
 
 
 @pytest.mark.parametrize(
@@ -184,7 +195,7 @@ def test_auto_picks_openvino_with_native_bf16_onnx_on_other_cpus_and_torch_for_g
     [
         ({"JOBPING_BACKEND": "tensorrt"}, "JOBPING_BACKEND='tensorrt' must be one of auto, torch, onnx, openvino"),
         ({"JOBPING_QUANTIZATION": "int4"}, "JOBPING_QUANTIZATION='int4' must be one of none, int8"),
-        ({"JOBPING_QUANTIZATION": "int8"}, "JOBPING_QUANTIZATION=int8 needs JOBPING_BACKEND=onnx"),
+        ({"JOBPING_QUANTIZATION": "int8", "JOBPING_BACKEND": "openvino"}, "JOBPING_QUANTIZATION=int8 needs JOBPING_BACKEND=auto or onnx"),
         ({"JOBPING_BACKEND": "onnx", "JOBPING_DEVICE": "cuda"}, "JOBPING_BACKEND=onnx runs on the CPU"),
     ],
 )

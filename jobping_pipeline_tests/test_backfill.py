@@ -10,7 +10,7 @@ from jobping_pipeline.definitions import EMBED_JOB, build_definitions
 from jobping_pipeline.resources import build_resources, resolved
 from jobping_pipeline.store import JobStore
 from jobping_pipeline.texts import build_text
-from jobping_pipeline.encoder import loaded_model_count
+from jobping_pipeline.models import loaded_model_count
 from jobping_pipeline.partitions import JOB_CHUNKS, RANGE_END_TAG, RANGE_START_TAG
 
 from .helpers import around_model_calls, load_demo, make_settings, refuse_poison

@@ -8,7 +8,7 @@ from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 from jobping_pipeline.cli import describe_fault
 from jobping_pipeline.embedded_postgres import JOBS_DATABASE, embedded_server_url
 from jobping_pipeline.faults import InfrastructureFault
-from jobping_pipeline.openai_protocol import ApiRequestRefused, ApiUnavailable
+from jobping_pipeline.models.openai_protocol import ApiRequestRefused, ApiUnavailable
 from jobping_pipeline.store import DatabaseUnavailable
 from jobping_pipeline.partitions import JOB_CHUNKS
 

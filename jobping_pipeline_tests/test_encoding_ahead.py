@@ -15,7 +15,7 @@ from jobping_pipeline.backfill import register, run_backfill
 from jobping_pipeline.definitions import EMBED_JOB, build_definitions
 from jobping_pipeline.embedding import embed_chunk, texts_to_encode
 from jobping_pipeline.encoding_ahead import EncodingAhead
-from jobping_pipeline.encoder import BATCHES_PER_MODEL_CALL, spec_from_settings
+from jobping_pipeline.models import BATCHES_PER_MODEL_CALL, spec_from_settings
 from jobping_pipeline.partitions import RANGE_END_TAG, RANGE_START_TAG
 from jobping_pipeline.settings import ConfigError
 from jobping_pipeline.store import JobStore

@@ -17,7 +17,7 @@ from jobping_pipeline.embedded_postgres import DAGSTER_DATABASE
 from jobping_pipeline.store import DatabaseUnavailable, JobStore
 from jobping_pipeline.embedding import EmbeddingFailed, embed_chunk, embed_chunk_with_retries
 from jobping_pipeline.faults import INFRASTRUCTURE, ONE_TEXT, InfrastructureFault, classify
-from jobping_pipeline.openai_protocol import ApiAnswerInvalid, ApiRequestRefused, ApiUnavailable
+from jobping_pipeline.models.openai_protocol import ApiAnswerInvalid, ApiRequestRefused, ApiUnavailable
 from jobping_pipeline.texts import build_text
 
 from .helpers import PROJECT_DIR, around_model_calls, execute, kill_when, load_demo, make_settings, requested, tick
@@ -35,7 +35,7 @@ EMBED_ONE_CHUNK = """
 import sys
 from jobping_pipeline.store import JobStore
 from jobping_pipeline.embedding import embed_chunk
-from jobping_pipeline.encoder import ModelSpec, load_encoder
+from jobping_pipeline.models import ModelSpec, load_encoder
 from jobping_pipeline.settings import load_settings
 store = JobStore(load_settings({"JOBPING_DATABASE_URL": sys.argv[1]}))
 encoder = load_encoder(ModelSpec(precision="fp32"))

@@ -117,6 +117,8 @@ def test_rows_hidden_from_the_role_are_neither_forgotten_nor_covered(database_ur
     role_store.register_chunks(scan_table=False)
     coverage = role_store.coverage(MODEL_ID)
     assert (coverage.eligible, coverage.hidden, coverage.complete) == (4, 8, False)
+    fast = role_store.state_coverage(MODEL_ID)  # what status and the backfill's exit code count
+    assert (fast.hidden, fast.complete) == (8, False)
     check = evaluate_deep_coverage(role_store, MODEL_ID)
     assert not check.passed and check.severity == AssetCheckSeverity.ERROR
     assert check.metadata["hidden_by_row_security"].value == 8

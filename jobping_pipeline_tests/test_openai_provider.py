@@ -20,8 +20,8 @@ from jobping_pipeline.backfill import run_backfill
 from jobping_pipeline.definitions import build_definitions
 from jobping_pipeline.embedding import embed_chunk
 from jobping_pipeline.faults import InfrastructureFault
-from jobping_pipeline.encoder import ModelSpec, spec_from_settings
-from jobping_pipeline.openai_encoder import PROBE_TEXT, ApiSpec, OpenAIEncoder
+from jobping_pipeline.models import ModelSpec, spec_from_settings
+from jobping_pipeline.models.openai_api import PROBE_TEXT, ApiSpec, OpenAIEncoder
 from jobping_pipeline.resources import EmbeddingModel, build_resources, resolved
 from jobping_pipeline.settings import ConfigError, load_settings
 from jobping_pipeline.texts import build_text
@@ -314,7 +314,7 @@ def test_an_outage_across_three_backfills_strands_no_job(database_url, server, i
     """The API answers 503 to everything once a few requests have gone through; three backfills
     fail; the server recovers: no job was charged an attempt, and the sensor requests every
     chunk with work within the backoff and completes the table."""
-    import jobping_pipeline.openai_encoder as openai_encoder
+    import jobping_pipeline.models.openai_api as openai_encoder
 
     monkeypatch.setattr(openai_encoder, "backoff_delay", lambda attempt: 0.0)  # retries, compressed in time
     monkeypatch.setattr(openai_encoder, "FAIL_FAST_SECONDS", 1.0)

@@ -1,7 +1,7 @@
 import pytest
 
-from jobping_pipeline.encoder import ModelSpec
-from jobping_pipeline.openai_encoder import ApiSpec
+from jobping_pipeline.models import ModelSpec
+from jobping_pipeline.models.openai_api import ApiSpec
 from jobping_pipeline.texts import TEXT_TEMPLATES, build_text, format_value, text_hash, unique_in_order
 
 JOB = ["Data Engineer", "Acme", None, ["Data", "", "IT"], "Build pipelines. Ship them!"]

@@ -6,9 +6,9 @@ import psycopg
 import pytest
 
 from jobping_pipeline.backfill import run_backfill
-from jobping_pipeline.encoder import bundled_model_path, load_encoder, spec_from_settings
+from jobping_pipeline.models import bundled_model_path, load_encoder, spec_from_settings
 from jobping_pipeline.model_change import prepare_model_change
-from jobping_pipeline.model_fingerprint import folder_fingerprint
+from jobping_pipeline.models.fingerprint import folder_fingerprint
 from jobping_pipeline.settings import ConfigError
 from jobping_pipeline.store import JobStore
 

@@ -1,7 +1,8 @@
 """Demo data: realistic invented postings and jobping's jobs table to hold them.
 
-Only ``jobping-pipeline demo-data``, the tests and the benchmarks import this package; the
-pipeline itself never does.
+Only ``jobping-pipeline demo-data``, the tests, the benchmarks and the backend measurement (its
+fixed sample of texts of real length, ``models/loading.py``) import this package; the pipeline's
+runs never read it.
 """
 
 from jobping_pipeline.demo.postings import DemoJob, generate_jobs

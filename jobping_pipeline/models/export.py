@@ -24,8 +24,8 @@ import warnings
 from importlib import metadata
 from pathlib import Path
 
-from jobping_pipeline.model_fingerprint import folder_fingerprint
-from jobping_pipeline.model_runtime import INPUT_NAMES, ONNX_FILE, OPENVINO_FILE
+from jobping_pipeline.models.fingerprint import folder_fingerprint
+from jobping_pipeline.models.runtime import INPUT_NAMES, ONNX_FILE, OPENVINO_FILE
 
 # Bump when the conversion itself changes: every cached conversion is then made again.
 CONVERSION_VERSION = "2"

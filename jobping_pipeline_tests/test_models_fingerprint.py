@@ -2,9 +2,9 @@
 
 import shutil
 
-from jobping_pipeline import model_export
-from jobping_pipeline.encoder import ModelSpec, bundled_model_path
-from jobping_pipeline.model_fingerprint import folder_fingerprint
+from jobping_pipeline.models import export as model_export
+from jobping_pipeline.models import ModelSpec, bundled_model_path
+from jobping_pipeline.models.fingerprint import folder_fingerprint
 
 
 def test_a_model_folder_replaced_in_place_gets_another_id_and_another_conversion(tmp_path):

@@ -10,9 +10,10 @@ import numpy as np
 import openai
 import pytest
 
-from jobping_pipeline import openai_encoder, openai_protocol
-from jobping_pipeline.openai_encoder import PROBE_TEXT, ApiSpec, OpenAIEncoder
-from jobping_pipeline.openai_protocol import (
+from jobping_pipeline.models import openai_api as openai_encoder
+from jobping_pipeline.models import openai_protocol
+from jobping_pipeline.models.openai_api import PROBE_TEXT, ApiSpec, OpenAIEncoder
+from jobping_pipeline.models.openai_protocol import (
     ApiAnswerInvalid,
     ApiRequestFailed,
     backoff_delay,
@@ -239,7 +240,7 @@ def test_5xx_is_retried_with_backoff_and_logged(server, caplog):
     assert len(encode_requests(server)) == 4
     assert len(sleeps) == 3
     assert all(0 <= delay <= 0.5 * 2**attempt for attempt, delay in enumerate(sleeps))
-    warnings = [record.getMessage() for record in caplog.records if record.name == "jobping_pipeline.openai_encoder"]
+    warnings = [record.getMessage() for record in caplog.records if record.name == "jobping_pipeline.models.openai_api"]
     assert len(warnings) == 3 and "HTTP 500" in warnings[0] and "HTTP 503" in warnings[2]
     assert all(f"in {delay:.2f} s" in message for delay, message in zip(sleeps, warnings))
 

@@ -7,7 +7,8 @@ import sys
 import numpy as np
 import pytest
 
-from jobping_pipeline.encoder import ModelSpec, load_encoder, resolve_device
+from jobping_pipeline.models import ModelSpec, load_encoder
+from jobping_pipeline.models.torch_backend import resolve_device
 from jobping_pipeline.settings import ConfigError
 
 # Any attempt to open a network connection (a model hub, say) raises inside this script.
@@ -19,7 +20,7 @@ def refuse(self, address):
     return real_connect(self, address)
 real_connect = socket.socket.connect
 socket.socket.connect = refuse
-from jobping_pipeline.encoder import ModelSpec, load_encoder
+from jobping_pipeline.models import ModelSpec, load_encoder
 encoder = load_encoder(ModelSpec())
 vectors = encoder.encode(["Graduate data analyst in Berlin"], batch_size=1)
 print(encoder.dimensions, vectors.shape, round(float((vectors[0] ** 2).sum()), 4))

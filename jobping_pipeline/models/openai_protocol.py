@@ -1,6 +1,6 @@
 """The OpenAI embeddings protocol as plain functions: how many tokens a text may cost, how texts
 are split into requests within the API's limits, how long to wait before a retry, and how an
-answer is decoded and checked. :mod:`jobping_pipeline.openai_encoder` drives them."""
+answer is decoded and checked. :mod:`jobping_pipeline.models.openai_api` drives them."""
 
 from __future__ import annotations
 

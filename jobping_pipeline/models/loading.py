@@ -1,0 +1,136 @@
+"""From a spec to an encoder: the one way in. Picks the backend (an explicit setting, torch where
+a GPU may be, else the fastest exact path measured on this CPU, ``choice.py``), loads it once
+per process, and leaves the rest to the backend's own module."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import threading
+from pathlib import Path
+from typing import Callable, Sequence
+
+from jobping_pipeline.models.choice import Candidate, Choice, ChoiceCache, choose
+from jobping_pipeline.models.converted import load_converted, why_not_converted
+from jobping_pipeline.models.cpu import gpu_may_be_present
+from jobping_pipeline.models.openai_api import ApiSpec, OpenAIEncoder
+from jobping_pipeline.models.protocol import Encoder
+from jobping_pipeline.models.spec import EncoderSpec, ModelSpec, configured_max_seq_length, model_folder
+from jobping_pipeline.models.torch_backend import load_torch
+
+_loaded: dict[EncoderSpec, Encoder] = {}
+_load_lock = threading.Lock()
+SAMPLE_SEED = 11
+
+
+def load_encoder(spec: EncoderSpec) -> Encoder:
+    """The process-wide encoder for ``spec``, made on first use: a local model is loaded, an API
+    is probed once (one request, which also learns its dimension). A failure is not cached."""
+    with _load_lock:
+        encoder = _loaded.get(spec)
+        if encoder is None:
+            encoder = _load(spec)
+            _loaded[spec] = encoder
+        return encoder
+
+
+def loaded_model_count() -> int:
+    """How many encoders (local models and APIs) this process has made (tests use it to prove
+    reuse)."""
+    return len(_loaded)
+
+
+def _load(spec: EncoderSpec) -> Encoder:
+    if isinstance(spec, ApiSpec):
+        return OpenAIEncoder(spec)
+    backend, precision = resolve_backend(spec)
+    if backend == "torch":
+        return load_torch(dataclasses.replace(spec, precision=precision) if precision else spec)
+    return load_converted(spec, backend, precision)
+
+
+def on_cpu_only(spec: ModelSpec) -> bool:
+    return spec.device == "cpu" or (spec.device == "auto" and not gpu_may_be_present())
+
+
+def resolve_backend(spec: ModelSpec) -> tuple[str, str | None]:
+    """(backend, precision or None for the spec's own). ``auto``: torch where a GPU may be (torch
+    then picks the device) or for a model the converted runtimes cannot reproduce (a Dense layer,
+    CLS pooling ...); on a CPU, the fastest exact path measured here (``choice.py``)."""
+    if spec.backend != "auto":
+        return spec.backend, None
+    if spec.quantization != "none":
+        return "onnx", None  # the one int8 path today (OpenVINO int8 is not built yet)
+    if not on_cpu_only(spec) or why_not_converted(spec) is not None:
+        return "torch", None
+    choice = measured_choice(spec)
+    return choice.backend, choice.precision
+
+
+def measured_choice(spec: ModelSpec, *, remeasure: bool = False, log: Callable[[str], None] | None = None) -> Choice:
+    """The backend measurement for ``spec``'s model on this machine: cached, or made now."""
+    folder = model_folder(spec.name)
+    texts = sample_texts()
+    max_seq_length = spec.max_seq_length or configured_max_seq_length(folder)
+    return choose(
+        architecture(folder),
+        ChoiceCache(spec.cache_folder),
+        lambda candidate: _open(spec, candidate),
+        texts,
+        gflop_per_text(folder, texts, max_seq_length),
+        precision=spec.precision,
+        remeasure=remeasure,
+        log=log or (lambda line: print(line, file=sys.stderr)),
+    )
+
+
+def _open(spec: ModelSpec, candidate: Candidate) -> Callable[[Sequence[str], int], object]:
+    if candidate.backend == "torch":
+        return load_torch(dataclasses.replace(spec, backend="torch", device="cpu", precision=candidate.precision)).encode
+    if candidate.lossy:
+        quantized = dataclasses.replace(spec, backend=candidate.backend, quantization=candidate.precision)
+        return load_converted(quantized, candidate.backend, "fp32").encode
+    return load_converted(dataclasses.replace(spec, backend=candidate.backend), candidate.backend, candidate.precision).encode
+
+
+ARCHITECTURE_FIELDS = ("model_type", "hidden_size", "num_hidden_layers", "intermediate_size", "num_attention_heads")
+
+
+def architecture(folder: Path) -> str:
+    """What the ranking of the paths depends on: the model's shape, not its weights or its token
+    limit (a fine-tuned copy, or the model cut to 128 tokens, reuses its measurement)."""
+    try:
+        config = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError):
+        return str(folder)
+    return ",".join(f"{name}={config.get(name)}" for name in ARCHITECTURE_FIELDS)
+
+
+def sample_texts(count: int = 32) -> list[str]:
+    """A fixed sample of demo postings of real length (the same on every machine)."""
+    from jobping_pipeline.demo.postings import generate_jobs
+    from jobping_pipeline.texts import build_text
+
+    return [
+        build_text((job.title, job.company, job.location, job.categories, job.description))
+        for job in generate_jobs(count, seed=SAMPLE_SEED)
+    ]
+
+
+def gflop_per_text(folder: Path, texts: Sequence[str], max_seq_length: int) -> float:
+    """The model's work for an average text of ``texts``: 2 FLOP per weight of its layers per
+    token, plus attention (4 x layers x tokens^2 x hidden). 0 when the model's config is unknown."""
+    try:
+        config = json.loads((folder / "config.json").read_text())
+        layers, hidden = int(config["num_hidden_layers"]), int(config["hidden_size"])
+        intermediate = int(config.get("intermediate_size", 4 * hidden))
+        from tokenizers import Tokenizer
+
+        tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        tokens = [min(len(encoding.ids), max_seq_length) for encoding in tokenizer.encode_batch(list(texts))]
+    except Exception:  # noqa: BLE001 - the % of peak is a nicety: an unknown config leaves it out
+        return 0.0
+    weights = layers * (4 * hidden * hidden + 2 * hidden * intermediate)
+    flops = [2 * weights * n + 4 * layers * n * n * hidden for n in tokens]
+    return sum(flops) / len(flops) / 1e9
