@@ -1,6 +1,10 @@
 """The command line and the Dagster CLI as a user runs them: subprocesses on the project's
 instance config (dagster-postgres storage on the embedded server)."""
 
+import json
+import sys
+from pathlib import Path
+
 import psycopg
 import pytest
 from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
@@ -9,10 +13,12 @@ from jobping_pipeline.cli import describe_fault
 from jobping_pipeline.embedded_postgres import JOBS_DATABASE, embedded_server_url
 from jobping_pipeline.faults import InfrastructureFault
 from jobping_pipeline.models.openai_protocol import ApiRequestRefused, ApiUnavailable
-from jobping_pipeline.store import DatabaseUnavailable
+from jobping_pipeline.store import DatabaseUnavailable, JobStore
 from jobping_pipeline.partitions import JOB_CHUNKS
 
-from .helpers import run_cli
+from .helpers import load_demo, make_settings, run_cli
+
+MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 
 
 @pytest.mark.slow
@@ -92,3 +98,27 @@ def test_every_known_fault_is_one_line_with_what_to_do(error, start, code):
 
 def test_an_unknown_error_keeps_its_traceback():
     assert describe_fault(KeyError("a bug")) is None
+
+
+@pytest.mark.slow
+def test_the_dg_cli_lists_checks_and_launches_a_partition(database_url, data_dir, dagster_home):
+    """Dagster's `dg` on this project ([tool.dg] in pyproject.toml), run from the project folder
+    as a user would, beside `dagster asset materialize`."""
+    env = {"JOBPING_DATABASE_URL": database_url, "JOBPING_CHUNK_SIZE": "10", "VIRTUAL_ENV": str(Path(sys.executable).parent.parent)}
+    listed = run_cli("dg", "list", "defs", "--json", env=env)
+    assert listed.returncode == 0, listed.stderr[-3000:]
+    defs = json.loads(listed.stdout)
+    keys = {section: {entry.get("key") or entry.get("name") or entry.get("asset_key") for entry in entries} for section, entries in defs.items()}
+    assert "job_embeddings" in keys["assets"] and {"new_and_changed_jobs"} <= keys["sensors"], defs
+    assert {"embedding_checks_schedule", "embedding_deep_checks_schedule"} <= keys["schedules"]
+    assert {"job_embeddings:coverage", "job_embeddings:vector_audit"} <= keys["asset_checks"], keys["asset_checks"]
+    checked = run_cli("dg", "check", "defs", env=env)
+    assert checked.returncode == 0 and "All definitions loaded successfully" in checked.stdout + checked.stderr
+
+    load_demo(make_settings(database_url), 15)
+    assert run_cli("jobping-pipeline", "register", env=env).returncode == 0
+    launched = run_cli("dg", "launch", "--assets", "job_embeddings", "--partition", "000002", env=env)
+    assert launched.returncode == 0, launched.stderr[-3000:]
+    assert "RUN_SUCCESS" in launched.stdout + launched.stderr
+    chunks = {key: (jobs, to_do) for key, jobs, to_do, _ in JobStore(make_settings(database_url, JOBPING_CHUNK_SIZE="10")).chunk_progress(MODEL_ID)}
+    assert chunks == {"000001": (10, 10), "000002": (5, 0)}
