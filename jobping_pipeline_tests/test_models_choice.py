@@ -98,3 +98,15 @@ def test_rounds_are_interleaved_and_bounded_in_time():
     rates = measure({"a": path("a", 10.0), "b": path("b", 5.0)}, TEXTS, clock=clock, budget_seconds=20.0, max_rounds=5)
     assert order == ["a", "b", "a", "b"], "the round that crosses the budget is the last"
     assert rates == {"a": [3.2, 3.2], "b": [6.4, 6.4]}
+
+
+def test_a_cache_that_cannot_be_written_measures_and_says_so(tmp_path):
+    not_a_folder = tmp_path / "a-file"
+    not_a_folder.write_text("")  # even root cannot make a folder here
+    clock, lines = Clock(), []
+    choice = choose(
+        "m", ChoiceCache(not_a_folder), Paths(clock, AVX2_RATES), TEXTS, 5.36,
+        cpu=AVX2, versions=VERSIONS, clock=clock, log=lines.append,
+    )
+    assert choice.chosen == "openvino fp32"
+    assert any("cannot be written" in line for line in lines)

@@ -13,6 +13,7 @@ listed, never chosen: a lossy path is an opt-in (``JOBPING_QUANTIZATION=int8``).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -20,7 +21,7 @@ import statistics
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 from jobping_pipeline.models.cpu import Cpu, runtime_versions, this_cpu
 
@@ -162,13 +163,36 @@ class ChoiceCache:
         entry["paths"] = [Measured(**path) for path in entry["paths"]]
         return Choice(**entry)
 
-    def put(self, choice: Choice) -> None:
+    def put(self, choice: Choice) -> bool:
+        """Store ``choice``; False where the folder is read-only (the next process measures again)."""
         entries = self.read()
         entries[choice.key] = asdict(choice)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self.path.with_suffix(f".{os.getpid()}.tmp")  # two processes measuring at once: the last wins
-        temporary.write_text(json.dumps(entries, indent=1, sort_keys=True))
-        temporary.replace(self.path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            temporary = self.path.with_suffix(f".{os.getpid()}.tmp")
+            temporary.write_text(json.dumps(entries, indent=1, sort_keys=True))
+            temporary.replace(self.path)
+        except OSError:
+            return False
+        return True
+
+    @contextlib.contextmanager
+    def measuring(self) -> Iterator[None]:
+        """One measurement at a time on this machine (a lock file beside the cache), where the
+        folder can be written; elsewhere no lock."""
+        import fasteners
+
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            lock = fasteners.InterProcessLock(str(self.path.with_suffix(".lock")))
+            lock.acquire()
+        except OSError:
+            yield
+            return
+        try:
+            yield
+        finally:
+            lock.release()
 
 
 def choose(
@@ -195,6 +219,14 @@ def choose(
     cached = None if remeasure else cache.get(key)
     if cached is not None:
         return cached
+    with cache.measuring():  # another process measuring now would skew both: wait, then reuse its result
+        cached = None if remeasure else cache.get(key)
+        if cached is not None:
+            return cached
+        return _measure_and_cache(key, cache, open_path, texts, gflop_per_text, cpu, versions, precision, clock, budget_seconds, log)
+
+
+def _measure_and_cache(key, cache, open_path, texts, gflop_per_text, cpu, versions, precision, clock, budget_seconds, log) -> Choice:
     started = clock()
     paths, encoders = [], {}
     for path in candidate_paths(cpu, precision):
@@ -217,7 +249,8 @@ def choose(
         cpu=cpu.model, cores=cpu.cores, peak_gflops=cpu.peak_gflops, gflop_per_text=gflop_per_text,
         seconds=clock() - started, measured_at=time.strftime("%Y-%m-%d %H:%M:%S"), versions=versions,
     )
-    cache.put(choice)
+    if not cache.put(choice):
+        log(f"backends: {cache.path} cannot be written: the next process measures again (set JOBPING_MODEL_CACHE)")
     log(f"backends: chose {winner.name} ({winner.texts_per_second:.1f} texts/s, {winner.x_torch_fp32:.2f}x torch fp32)")
     return choice
 
