@@ -10,7 +10,7 @@ from pathlib import Path
 
 from jobping_pipeline.settings import ConfigError, load_settings
 
-# Exit codes (README, "Exit codes").
+# Exit codes (README, "Exit codes"; docs/operations.md, "Troubleshooting").
 EXIT_INCOMPLETE = 1  # ran, but not every eligible job is fresh (or the audit found problems)
 EXIT_CONFIG = 2  # a setting is wrong, or the jobs database cannot be reached at all
 EXIT_UNAVAILABLE = 3  # a service failed mid-command: the database went away, the API is down, the GPU is lost
@@ -313,7 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="jobping-pipeline",
         description="Keep vector embeddings of the jobs table complete and fresh. "
-        "Settings come from JOBPING_* environment variables (see README).",
+        "Settings come from JOBPING_* environment variables (see docs/configuration.md).",
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -422,7 +422,7 @@ def describe_fault(error: BaseException) -> tuple[str, int] | None:
         return f"{_first_line(error)}; start the database or fix JOBPING_DATABASE_URL", EXIT_CONFIG
     if isinstance(error, psycopg.errors.InsufficientPrivilege):
         return (
-            f"permission denied: {_first_line(error)}; grant what the README's 'Least privilege' lists, "
+            f"permission denied: {_first_line(error)}; grant what docs/operations.md's 'Least privilege' lists, "
             "or run `jobping-pipeline setup` as the table's owner",
             EXIT_PERMISSION,
         )

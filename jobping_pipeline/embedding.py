@@ -301,7 +301,7 @@ def _write_error_reason(error: Exception, store: JobStore, connection) -> str:
     if isinstance(error, psycopg.errors.InsufficientPrivilege):
         return (
             f"write failed: permission denied ({str(error).strip().splitlines()[0]}); the role needs "
-            f"GRANT UPDATE ({store.settings.embedding_column}) ON {store.settings.jobs_table} (README, 'Least privilege')"
+            f"GRANT UPDATE ({store.settings.embedding_column}) ON {store.settings.jobs_table} (docs/operations.md, 'Least privilege')"
         )
     return f"write failed: {_describe(error)}"
 

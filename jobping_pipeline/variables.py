@@ -1,5 +1,5 @@
-"""The ``JOBPING_*`` environment variables: each one's name, default, meaning (rendered into the
-README's settings table) and home, the resource field or place that holds it. Parsed and checked
+"""The ``JOBPING_*`` environment variables: each one's name, default, meaning (docs/configuration.md
+lists them; test_docs.py fails when the two disagree) and home, the resource field or place that holds it. Parsed and checked
 by :mod:`jobping_pipeline.settings`."""
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ INSTANCE = "instance"
 
 @dataclass(frozen=True)
 class Setting:
-    """One environment variable: its name, default, meaning (rendered into the README table),
+    """One environment variable: its name, default, meaning (docs/configuration.md),
     and where it lives: a field of the resource ``jobs_database`` or ``embedding_model``,
     ``definitions`` for the two that shape the Dagster definitions, or ``instance`` for the one
     that ``dagster.yaml``'s storage reads."""
@@ -61,7 +61,7 @@ SETTINGS: tuple[Setting, ...] = (
         "JOBPING_DATA_DIR",
         None,
         "Folder of the embedded Postgres. Unset: `$DAGSTER_HOME/.jobping` (or `./.jobping`); as root "
-        "`/var/lib/jobping-pipeline/<hash of that path>` (see README, 'Running as root').",
+        "`/var/lib/jobping-pipeline/<hash of that path>` (see docs/operations.md, 'Running as root').",
     ),
     Setting("JOBPING_JOBS_TABLE", "public.jobs", "The jobs table, optionally schema-qualified."),
     Setting("JOBPING_ID_COLUMN", "id", "Primary-key column of the jobs table (integer or uuid)."),
@@ -77,7 +77,7 @@ SETTINGS: tuple[Setting, ...] = (
         "lines",
         "How the column values are joined into the embedded text: lines (one value a line), "
         "sentences, labelled (`title: ...`) or pipes. Another template than lines is part of the "
-        "recorded model id, so a switch marks every job stale. README has the measured recall.",
+        "recorded model id, so a switch marks every job stale. docs/performance.md has the measured recall.",
         home=EMBEDDING_MODEL,
     ),
     Setting(
@@ -153,7 +153,7 @@ SETTINGS: tuple[Setting, ...] = (
         "JOBPING_PRECISION",
         "auto",
         "How the model computes: auto (bf16 autocast where the CPU or GPU runs bf16 natively, "
-        "else fp32), fp32, bf16, fp16. See README for measured speed and recall.",
+        "else fp32), fp32, bf16, fp16. See docs/performance.md for measured speed and recall.",
         home=EMBEDDING_MODEL,
     ),
     Setting(
@@ -170,7 +170,7 @@ SETTINGS: tuple[Setting, ...] = (
         "JOBPING_QUANTIZATION",
         "none",
         "int8: ONNX Runtime's dynamic int8 model (with JOBPING_BACKEND=auto or onnx). Faster, but "
-        "lossy (see README): recorded in the model id, so a switch marks every job stale.",
+        "lossy (see docs/performance.md): recorded in the model id, so a switch marks every job stale.",
         home=EMBEDDING_MODEL,
     ),
     Setting(

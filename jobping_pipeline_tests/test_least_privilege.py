@@ -1,6 +1,6 @@
-"""The whole cycle as a role with exactly the README's grants (no CREATE anywhere), on a table
-with jobping's row-level security: policies that admit the role pass, policies that block it
-fail loudly and keep failing, and rows a policy hides are never taken for covered."""
+"""The whole cycle as a role with exactly the grants of docs/operations.md (no CREATE anywhere),
+on a table with jobping's row-level security: policies that admit the role pass, policies that
+block it fail loudly and keep failing, and rows a policy hides are never taken for covered."""
 
 import itertools
 import json
@@ -21,10 +21,10 @@ MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 _roles = itertools.count(1)
 
 
-def readme_grants(role: str, *, replica_role: bool) -> list[str]:
-    """The SQL block of the README's least-privilege section, for ``role``."""
-    readme = (PROJECT_DIR / "README.md").read_text()
-    section = readme[readme.index("- **Least privilege.**") :]
+def documented_grants(role: str, *, replica_role: bool) -> list[str]:
+    """The SQL block of the least-privilege section of docs/operations.md, for ``role``."""
+    operations = (PROJECT_DIR / "docs" / "operations.md").read_text()
+    section = operations[operations.index("- **Least privilege.**") :]
     block = re.search(r"```sql\n(.*?)```", section, re.S).group(1)
     statements = []
     for line in block.splitlines():
@@ -49,10 +49,10 @@ def jobping_table_with_row_security(settings, jobs: int) -> None:
 
 
 def embedding_role(database_url: str, *, replica_role: bool = False, with_policy: bool) -> str:
-    """A role with the README's grants; without ``with_policy`` its UPDATE policy is left out."""
+    """A role with the grants of docs/operations.md; without ``with_policy`` its UPDATE policy is left out."""
     role = f"embedder_{next(_roles)}"
     with psycopg.connect(database_url, autocommit=True) as connection:
-        for statement in readme_grants(role, replica_role=replica_role):
+        for statement in documented_grants(role, replica_role=replica_role):
             if "CREATE POLICY" in statement and not with_policy:
                 continue
             connection.execute(statement)
@@ -60,7 +60,7 @@ def embedding_role(database_url: str, *, replica_role: bool = False, with_policy
 
 
 @pytest.mark.parametrize("replica_role", [False, True])
-def test_the_readme_grants_run_the_whole_cycle_under_row_level_security(
+def test_the_documented_grants_run_the_whole_cycle_under_row_level_security(
     database_url, encoder, instance, data_dir, dagster_home, replica_role
 ):
     jobping_table_with_row_security(make_settings(database_url), 25)

@@ -65,7 +65,7 @@ class TorchEncoder:
 
 def resolve_precision(precision: str, device: str) -> str:
     """``auto``: bf16 autocast on CPUs with native bf16 and on CUDA GPUs that support it, fp16
-    on other CUDA GPUs, fp32 everywhere else. Measured retrieval quality vs fp32 is in the README."""
+    on other CUDA GPUs, fp32 everywhere else. Measured retrieval quality vs fp32 is in docs/performance.md."""
     if precision != "auto":
         if precision not in PRECISIONS:
             raise ConfigError(f"JOBPING_PRECISION={precision!r} must be one of {', '.join(PRECISIONS)}")

@@ -353,7 +353,7 @@ class SetupStore(StoreBase):
         and every existing job queued for a chunk. Returns what it changed, in words.
 
         When everything is already in place it creates nothing, so a role without CREATE
-        privileges (README, "Least privilege") can run it after an owner has; when something
+        privileges (docs/operations.md, "Least privilege") can run it after an owner has; when something
         must change and the role may not, it says what and asks for the owner."""
         with self.connect(vectors=False) as connection:
             table = self.inspect(connection, refresh=True)
@@ -366,7 +366,7 @@ class SetupStore(StoreBase):
                 raise ConfigError(
                     f"setup needs to change the database and role {self.role(connection)} may not "
                     f"({str(error).strip().splitlines()[0]}): run `jobping-pipeline setup` once as the owner "
-                    f"of {self.settings.jobs_table} (README, 'Least privilege')"
+                    f"of {self.settings.jobs_table} (docs/operations.md, 'Least privilege')"
                 ) from None
             queued = connection.execute(enqueue_unregistered_jobs(names)).rowcount
             if queued:
