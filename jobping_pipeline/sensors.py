@@ -147,11 +147,14 @@ def end_gone_runs(
     }
     gone = gone_runs(started, store.run_liveness(list(records)))
     all_keys = store.chunk_keys() if gone else []
+    with_work = {chunk.chunk_key for chunk in store.dirty_chunks()} if gone else set()
     for run in gone:
         dagster_run = records[run.run_id].dagster_run
         instance.report_run_failed(dagster_run, message=f"jobping-pipeline: {run.reason}; its chunks are requested again")
-        if not run.finished_its_work:
-            store.record_run_outcome(run_chunk_keys(dagster_run.tags, all_keys), f"run {run.run_id} lost: {run.reason}")
+        unfinished = [key for key in run_chunk_keys(dagster_run.tags, all_keys) if key in with_work]
+        if not run.finished_its_work and unfinished:
+            # Only the chunks it left work in: one it finished must not show as failing for ever.
+            store.record_run_outcome(unfinished, f"run {run.run_id} lost: {run.reason}")
     return gone
 
 

@@ -74,11 +74,11 @@ def test_a_killed_backfill_no_longer_blocks_its_chunks(database_url, encoder, da
         assert requested(tick(settings, instance)) == [], "a run that still beats keeps its chunks"
 
         execute(settings, "UPDATE jobping_pipeline.run_heartbeats SET beat_at = now() - interval '91 seconds'")
+        with_work = [key for key, _ in store.chunks_with_pending_work(MODEL_ID)]
         assert requested(tick(settings, instance)) == [], "the lost run counts as a failed run: one tick of backoff"
         assert instance.get_run_by_id(started.run_id).status == DagsterRunStatus.FAILURE
-        assert {key for key, _, _ in store.failing_chunks()} == {"000001", "000002", "000003", "000004"}
+        assert [key for key, _, _ in store.failing_chunks()] == with_work, "counted only where it left work"
         result = tick(settings, instance)
-        with_work = [key for key, _ in store.chunks_with_pending_work(MODEL_ID)]
         assert with_work and requested(result) == with_work
         run_chunks(settings, instance, result)
     assert run_cli("jobping-pipeline", "status", env=env).returncode == 0
