@@ -1,6 +1,8 @@
 """The measured backend choice (models/choice.py), its mechanics on any CPU: fake encoders on a
 fake clock, each taking the time its rate says."""
 
+import json
+
 import pytest
 
 from jobping_pipeline.models.choice import Candidate, ChoiceCache, candidate_paths, choose, describe, measure
@@ -110,3 +112,13 @@ def test_a_cache_that_cannot_be_written_measures_and_says_so(tmp_path):
     )
     assert choice.chosen == "openvino fp32"
     assert any("cannot be written" in line for line in lines)
+
+
+def test_an_entry_this_version_cannot_read_is_measured_again(tmp_path):
+    clock, cache = Clock(), ChoiceCache(tmp_path)
+    paths = Paths(clock, AVX2_RATES)
+    first = choose("m", cache, paths, TEXTS, 5.36, cpu=AVX2, versions=VERSIONS, clock=clock)
+    cache.path.write_text(json.dumps({first.key: {"chosen": "openvino fp32"}}))
+    opened = len(paths.opened)
+    assert choose("m", cache, paths, TEXTS, 5.36, cpu=AVX2, versions=VERSIONS, clock=clock).chosen == "openvino fp32"
+    assert len(paths.opened) == 2 * opened

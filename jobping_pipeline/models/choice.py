@@ -157,11 +157,14 @@ class ChoiceCache:
             return {}
 
     def get(self, key: str) -> Choice | None:
+        """The stored choice, or None (also for an entry this version cannot read: measure again)."""
         entry = self.read().get(key)
-        if not entry:
+        if not isinstance(entry, dict):
             return None
-        entry["paths"] = [Measured(**path) for path in entry["paths"]]
-        return Choice(**entry)
+        try:
+            return Choice(**{**entry, "paths": [Measured(**path) for path in entry["paths"]]})
+        except (TypeError, KeyError):
+            return None
 
     def put(self, choice: Choice) -> bool:
         """Store ``choice``; False where the folder is read-only (the next process measures again)."""
@@ -211,8 +214,8 @@ def choose(
     log: Callable[[str], None] = lambda line: None,
 ) -> Choice:
     """The cached choice for this model shape (``architecture``), CPU and runtimes, or a new
-    measurement. ``open_path``
-    loads a path and returns its encode function (a path that cannot load here is left out)."""
+    measurement. ``open_path`` loads a path and returns its encode function (a path that cannot
+    load here is left out)."""
     cpu = cpu or this_cpu()
     versions = versions if versions is not None else runtime_versions()
     key = choice_key(architecture, cpu, versions, precision)
