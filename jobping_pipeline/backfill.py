@@ -18,6 +18,7 @@ from jobping_pipeline.store import Coverage, JobStore
 from jobping_pipeline.definitions import EMBED_JOB, build_definitions
 from jobping_pipeline.embedding import ChunkReport
 from jobping_pipeline.encoding_ahead import EncodingAhead, encoding_ahead_for_runs, start_encoding_ahead
+from jobping_pipeline.liveness import INSTALLATION_TAG
 from jobping_pipeline.partitions import JOB_CHUNKS, in_runs, run_partitions
 from jobping_pipeline.progress import bar, listening_to_chunks
 from jobping_pipeline.resources import resolved
@@ -170,7 +171,8 @@ def _run_planned_backfill(
     runs_from = time.perf_counter() - started
     try:
         with encoding_ahead_for_runs(ahead):
-            result = _materialize_pending(definitions, instance, pending, total_jobs, say)
+            tags = {INSTALLATION_TAG: store.meta().get("installation", "")}
+            result = _materialize_pending(definitions, instance, pending, total_jobs, say, tags)
     finally:
         for name in store.restore_vector_indexes():
             say(f"vector index {name} rebuilt")
@@ -204,7 +206,7 @@ def describe_coverage(coverage: Coverage) -> str:
     )
 
 
-def _materialize_pending(definitions, instance, pending, total_jobs, say) -> BackfillResult:
+def _materialize_pending(definitions, instance, pending, total_jobs, say, tags: dict[str, str]) -> BackfillResult:
     """The chunks with pending work in runs of up to 10 (a partition range each, as a UI backfill
     makes them), executed in this process one after the other, with a progress line per chunk as
     it finishes (and a progress bar on a terminal)."""
@@ -249,7 +251,7 @@ def _materialize_pending(definitions, instance, pending, total_jobs, say) -> Bac
         with listening_to_chunks(chunk_done):
             for run_keys in in_runs([key for key, _ in pending]):
                 try:
-                    outcome = _materialize_run(job, instance, run_keys, result, reported)
+                    outcome = _materialize_run(job, instance, run_keys, result, reported, tags)
                 except KeyboardInterrupt:  # between runs; within one, Dagster ends the run instead
                     outcome = "interrupted"
                 if outcome == "interrupted":
@@ -263,7 +265,7 @@ def _materialize_pending(definitions, instance, pending, total_jobs, say) -> Bac
 
 
 def _materialize_run(
-    job, instance: DagsterInstance, chunk_keys: list[str], result: BackfillResult, finished: set[str]
+    job, instance: DagsterInstance, chunk_keys: list[str], result: BackfillResult, finished: set[str], tags: dict[str, str]
 ) -> str:
     """One run of ``chunk_keys`` through Dagster: a partition, or the range from the first to the
     last. Chunks report themselves as they finish (``chunk_done``); a run that fails as a whole
@@ -275,7 +277,7 @@ def _materialize_run(
         instance=instance,
         partition_key=partition_key,
         raise_on_error=False,
-        tags={"jobping/trigger": "cli-backfill", **range_tags},
+        tags={"jobping/trigger": "cli-backfill", **tags, **range_tags},
     )
     result.run_ids.append(run.run_id)
     if _interrupted(run):

@@ -21,7 +21,7 @@ import psycopg
 from jobping_pipeline.store import ChunkRow, DatabaseUnavailable, JobStore
 from jobping_pipeline.store.writes import ConfigurationChanged
 from jobping_pipeline.models import BATCHES_PER_MODEL_CALL, Encoder
-from jobping_pipeline.faults import InfrastructureFault, is_infrastructure
+from jobping_pipeline.faults import InfrastructureFault, is_infrastructure, is_out_of_memory
 from jobping_pipeline.settings import redact_url
 from jobping_pipeline.texts import build_text, text_hash
 
@@ -261,6 +261,10 @@ def _encode_isolating_failures(
         validate_vectors(vectors, len(batch), encoder.dimensions)
         return batch, vectors
     except Exception as error:  # noqa: BLE001 - retried text by text below, every failure is recorded
+        if is_out_of_memory(error) and len(batch) > 1:
+            # Texts come longest first, so the same batch would fail on every try: halve it until
+            # it fits; only one text that does not fit alone fails the run as a whole.
+            return _encode_in_halves(encoder, batch, batch_size, failed_texts)
         _raise_if_infrastructure(error)
     texts: list[str] = []
     rows: list[np.ndarray] = []
@@ -275,6 +279,19 @@ def _encode_isolating_failures(
         texts.append(text)
         rows.append(vector[0])
     return texts, (np.stack(rows) if rows else np.empty((0, encoder.dimensions), dtype=np.float32))
+
+
+def _encode_in_halves(
+    encoder: Encoder, batch: list[str], batch_size: int, failed_texts: dict[str, str]
+) -> tuple[list[str], np.ndarray]:
+    middle = len(batch) // 2
+    parts = [
+        _encode_isolating_failures(encoder, part, max(1, min(batch_size, len(part)) // 2 or 1), failed_texts)
+        for part in (batch[:middle], batch[middle:])
+    ]
+    texts = [text for part_texts, _ in parts for text in part_texts]
+    vectors = [vectors for _, vectors in parts if len(vectors)]
+    return texts, (np.concatenate(vectors) if vectors else np.empty((0, encoder.dimensions), dtype=np.float32))
 
 
 def _encode_group(

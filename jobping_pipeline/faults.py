@@ -23,17 +23,9 @@ REFUSED_FOR_EVERY_TEXT = frozenset({401, 402, 403, 404})
 # Accelerator faults surface as these classes (torch.cuda.OutOfMemoryError, torch.AcceleratorError),
 # matched by name so that nothing here imports torch.
 ACCELERATOR_ERRORS = frozenset({"OutOfMemoryError", "AcceleratorError", "CudaError"})
-ACCELERATOR_MESSAGES = (
-    "CUDA out of memory",
-    "CUDA error",
-    "device-side assert",
-    "out of memory",
-    "not enough memory",
-    "can't allocate memory",
-    "device lost",
-    "XPU error",
-    "MPS backend out of memory",
-)
+# Memory ran out, on the host or a device (ONNX Runtime says "Failed to allocate memory").
+MEMORY_MESSAGES = ("out of memory", "not enough memory", "can't allocate memory", "Failed to allocate memory", "bad_alloc")
+ACCELERATOR_MESSAGES = (*MEMORY_MESSAGES, "CUDA error", "device-side assert", "device lost", "XPU error")
 
 
 class InfrastructureFault(RuntimeError):
@@ -69,7 +61,14 @@ def _is_infrastructure(error: BaseException) -> bool:
         return error.status in REFUSED_FOR_EVERY_TEXT
     if type(error).__name__ in ACCELERATOR_ERRORS:
         return True
-    if isinstance(error, RuntimeError):
-        message = str(error)
-        return any(marker in message for marker in ACCELERATOR_MESSAGES)
-    return False
+    # Any exception type: ONNX Runtime's and OpenVINO's derive from Exception, not RuntimeError.
+    message = str(error)
+    return any(marker in message for marker in ACCELERATOR_MESSAGES)
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """Memory ran out (host or device): a smaller batch may fit, so the batch is split before the
+    run gives up on it (embedding.py)."""
+    if isinstance(error, MemoryError) or type(error).__name__ == "OutOfMemoryError":
+        return True
+    return any(marker in str(error) for marker in MEMORY_MESSAGES)

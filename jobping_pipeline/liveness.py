@@ -25,6 +25,11 @@ from jobping_pipeline.store.runs import DEAD_AFTER_SECONDS, HEARTBEAT_SECONDS, S
 
 logger = logging.getLogger(__name__)
 
+# The installation (meta 'installation': one jobs database and state schema) a run belongs to,
+# on every run the sensor or the CLI starts: a run that never beat is judged only by its own
+# installation's sensor (a run with a heartbeat row is known by the row).
+INSTALLATION_TAG = "jobping/installation"
+
 
 @contextlib.contextmanager
 def heartbeat(store: JobStore, run_id: str, chunk_keys: list[str], every: float = HEARTBEAT_SECONDS, log=logger) -> Iterator[None]:

@@ -39,7 +39,7 @@ from dagster import (
 )
 
 from jobping_pipeline.assets import SENSOR_CHUNKS_TAG, job_embeddings
-from jobping_pipeline.liveness import GoneRun, gone_runs
+from jobping_pipeline.liveness import INSTALLATION_TAG, GoneRun, gone_runs
 from jobping_pipeline.store import JobStore
 from jobping_pipeline.store.chunks import DirtyChunk
 from jobping_pipeline.partitions import JOB_CHUNKS, RANGE_END_TAG, RANGE_START_TAG, in_runs, run_partitions
@@ -73,6 +73,8 @@ class TickPlan:
     chunks_in_flight: list[str] = field(default_factory=list)
     chunks_backing_off: list[str] = field(default_factory=list)
     request_numbers: dict[str, int] = field(default_factory=dict)
+    gone_runs: list[GoneRun] = field(default_factory=list)
+    installation: str = ""
     tick: int = 0
 
 
@@ -115,43 +117,59 @@ def chunks_in_flight(instance: DagsterInstance, chunk_keys: list[str]) -> set[st
     return busy
 
 
-def is_embedding_run(run, job_name: str, location_name: str | None) -> bool:
-    """A run of ``job_embeddings`` (the sensor's job, or a UI materialization of the asset) from
-    this code location (when the run says where it came from: the CLI's in-process runs don't)."""
-    ours = run.job_name == job_name or bool(run.asset_selection and job_embeddings.key in run.asset_selection)
-    if ours and location_name is not None and run.remote_job_origin is not None:
-        return run.remote_job_origin.location_name == location_name
-    return ours
+def is_embedding_run(run, job_name: str) -> bool:
+    """A run of ``job_embeddings``: the sensor's job, or a materialization of the asset (UI)."""
+    return run.job_name == job_name or bool(run.asset_selection and job_embeddings.key in run.asset_selection)
+
+
+def judged_without_heartbeat(run, installation: str, location_name: str | None) -> bool:
+    """Whether a started run with no heartbeat row here is this installation's to judge: tagged
+    with it (sensor and CLI runs), or untagged from this code location (a UI materialization).
+    A run of another installation (another jobs database or state schema sharing the Dagster
+    instance) beats in its own state, never here, and is left alone."""
+    tag = run.tags.get(INSTALLATION_TAG)
+    if tag is not None:
+        return tag == installation
+    origin = run.remote_job_origin
+    return origin is not None and location_name is not None and origin.location_name == location_name
 
 
 def end_gone_runs(
-    instance: DagsterInstance, store: JobStore, job_name: str, location_name: str | None = None, now: float | None = None
+    instance: DagsterInstance,
+    store: JobStore,
+    job_name: str,
+    installation: str,
+    location_name: str | None = None,
+    now: float | None = None,
 ) -> list[GoneRun]:
     """Runs of ``job_embeddings`` that Dagster shows as started but whose worker is gone (no
     heartbeat, :mod:`jobping_pipeline.liveness`): each is marked failed in Dagster (which also
-    frees its place in the embedding pool) and, unless its work was done, counted as a failed run
-    of its chunks. Their chunks are then no longer in flight, and the tick requests their work
-    again. Runs of other jobs and other code locations are never touched."""
+    frees its place in the embedding pool) and counted as a failed run of the chunks it left work
+    in. Their chunks are then no longer in flight, and the tick requests their work again."""
     store.forget_old_heartbeats()
     records = {
         record.dagster_run.run_id: record
         for record in instance.get_run_records(RunsFilter(statuses=[DagsterRunStatus.STARTED]))
-        if is_embedding_run(record.dagster_run, job_name, location_name)
+        if is_embedding_run(record.dagster_run, job_name)
     }
     if not records:
         return []
+    beats = store.run_liveness(list(records))
     now = time.time() if now is None else now
     started = {
         run_id: now - (record.start_time if record.start_time is not None else record.create_timestamp.timestamp())
         for run_id, record in records.items()
+        if run_id in beats or judged_without_heartbeat(record.dagster_run, installation, location_name)
     }
-    gone = gone_runs(started, store.run_liveness(list(records)))
+    gone = gone_runs(started, beats)
     all_keys = store.chunk_keys() if gone else []
     with_work = {chunk.chunk_key for chunk in store.dirty_chunks()} if gone else set()
     for run in gone:
         dagster_run = records[run.run_id].dagster_run
         instance.report_run_failed(dagster_run, message=f"jobping-pipeline: {run.reason}; its chunks are requested again")
-        unfinished = [key for key in run_chunk_keys(dagster_run.tags, all_keys) if key in with_work]
+        requested = dagster_run.tags.get(SENSOR_CHUNKS_TAG)
+        covered = requested.split(",") if requested else run_chunk_keys(dagster_run.tags, all_keys)
+        unfinished = [key for key in covered if key in with_work]
         if not run.finished_its_work and unfinished:
             # Only the chunks it left work in: one it finished must not show as failing for ever.
             store.record_run_outcome(unfinished, f"run {run.run_id} lost: {run.reason}")
@@ -163,14 +181,17 @@ def plan_tick(
     known_partitions: Iterable[str],
     in_flight: Callable[[list[str]], set[str]] | None = None,
     model: EmbeddingModel | None = None,
+    end_gone: Callable[[str], list[GoneRun]] | None = None,
 ) -> TickPlan:
     """Decide a tick. ``in_flight`` maps the registry's chunk keys to those already being worked
-    on; ``model`` is loaded only when setup has never run (to size the column)."""
+    on; ``end_gone`` ends the runs whose worker is gone (given this installation's id), after
+    setup and before ``in_flight`` is asked; ``model`` is loaded only when setup has never run
+    (to size the column)."""
     with store.session():
-        return _plan_tick(store, known_partitions, in_flight, model)
+        return _plan_tick(store, known_partitions, in_flight, model, end_gone)
 
 
-def _plan_tick(store, known_partitions, in_flight, model) -> TickPlan:
+def _plan_tick(store, known_partitions, in_flight, model, end_gone) -> TickPlan:
     plan = TickPlan()
     meta = store.meta()
     if meta.get("embedding_dimensions"):
@@ -181,6 +202,10 @@ def _plan_tick(store, known_partitions, in_flight, model) -> TickPlan:
         raise RuntimeError("the pipeline is not set up: run `jobping-pipeline setup`")
     if store.setup_outdated(dimensions):
         plan.setup_changes = store.setup(dimensions)  # also queues jobs that have no state yet
+        meta = store.meta()
+    plan.installation = meta.get("installation", "")
+    if end_gone is not None:
+        plan.gone_runs = end_gone(plan.installation)
     plan.tick = store.advance_tick()
     plan.new_chunks = store.register_chunks(scan_table=False)
     all_keys = store.chunk_keys()
@@ -201,7 +226,7 @@ def _plan_tick(store, known_partitions, in_flight, model) -> TickPlan:
     return plan
 
 
-def run_request(run: list[DirtyChunk], request_numbers: dict[str, int]) -> RunRequest:
+def run_request(run: list[DirtyChunk], request_numbers: dict[str, int], installation: str) -> RunRequest:
     """One run for these chunks: a partition, or a partition range from the first to the last.
     Its run key names the state of each chunk's work and the number of this request for the
     chunk: a chunk is never requested while a run covers it, and whenever a run ended without
@@ -209,6 +234,7 @@ def run_request(run: list[DirtyChunk], request_numbers: dict[str, int]) -> RunRe
     request is new to Dagster's run-key deduplication, so the work is requested again."""
     tags = {
         "jobping/trigger": "sensor",
+        INSTALLATION_TAG: installation,
         SENSOR_CHUNKS_TAG: ",".join(chunk.chunk_key for chunk in run),
         "jobping/pending_jobs": str(sum(chunk.jobs for chunk in run)),
     }
@@ -249,14 +275,18 @@ def build_sensor(job, interval_seconds: int) -> SensorDefinition:
         store = jobs_database.store()
         instance = context.instance
         location = context.code_location_origin.location_name if context.code_location_origin else None
-        for gone in end_gone_runs(instance, store, job.name, location):
-            context.log.warning(f"run {gone.run_id} marked failed: {gone.reason}; its chunks are requested again")
         known = instance.get_dynamic_partitions(JOB_CHUNKS)
         plan = plan_tick(
-            store, known, lambda chunk_keys: chunks_in_flight(instance, chunk_keys), embedding_model
+            store,
+            known,
+            lambda chunk_keys: chunks_in_flight(instance, chunk_keys),
+            embedding_model,
+            lambda installation: end_gone_runs(instance, store, job.name, installation, location),
         )
         for change in plan.setup_changes:
             context.log.info(f"setup: {change}")
+        for gone in plan.gone_runs:
+            context.log.warning(f"run {gone.run_id} marked failed: {gone.reason}; its chunks are requested again")
         context.log.info(
             f"tick {plan.tick}: {len(plan.new_chunks)} new chunks, {len(plan.partitions_to_add)} partitions added, "
             f"{len(plan.runs)} runs requested for {len(plan.chunks_to_run) - plan.chunks_left_for_later} chunks "
@@ -264,7 +294,7 @@ def build_sensor(job, interval_seconds: int) -> SensorDefinition:
             f"in flight, {len(plan.chunks_backing_off)} failing chunks backing off"
         )
         return SensorResult(
-            run_requests=[run_request(run, plan.request_numbers) for run in plan.runs],
+            run_requests=[run_request(run, plan.request_numbers, plan.installation) for run in plan.runs],
             dynamic_partitions_requests=(
                 [AddDynamicPartitionsRequest(JOB_CHUNKS, plan.partitions_to_add)]
                 if plan.partitions_to_add

@@ -207,3 +207,9 @@ def test_bad_backend_settings_are_refused_by_name(env, message):
 def test_onnx_runs_fp32_only():
     with pytest.raises(ConfigError, match="JOBPING_PRECISION=bf16 is not available with JOBPING_BACKEND=onnx"):
         load_encoder(ModelSpec(backend="onnx", precision="bf16"))
+
+
+def test_auto_with_a_precision_this_cpu_has_no_exact_path_for_is_refused_by_name(monkeypatch):
+    monkeypatch.setattr(loading, "gpu_may_be_present", lambda: False)
+    with pytest.raises(ConfigError, match="JOBPING_PRECISION=fp16 has no exact path on this CPU with JOBPING_BACKEND=auto"):
+        loading.resolve_backend(ModelSpec(precision="fp16"))

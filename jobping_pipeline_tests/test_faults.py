@@ -344,3 +344,29 @@ def test_the_dagster_storage_restarted_during_a_backfill(database_url, admin_url
             outage[0].join()
         storage(allow=True)
     assert store.coverage(MODEL_ID).complete
+
+
+def test_a_batch_out_of_memory_is_halved_until_it_fits(settings, encoder, monkeypatch):
+    """Texts come longest first, so the batch that ran out of memory would on every try: it is
+    split until it fits. Only a text that does not fit alone fails the run, and charges nobody."""
+    store = load_demo(settings, 12)
+    store.setup(encoder.dimensions)
+    store.register_chunks(scan_table=True)
+    execute(settings, "UPDATE jobs SET description = 'HUGE' WHERE id = 7")
+    calls, huge = [], {"fits": False}
+
+    def memory_for_two_texts(texts):
+        calls.append(len(texts))
+        if len(texts) > 2:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 20.00 GiB")
+        if "HUGE" in "".join(texts) and not huge["fits"]:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 40.00 GiB")
+
+    around_model_calls(monkeypatch, encoder, memory_for_two_texts)
+    with pytest.raises(InfrastructureFault, match="out of memory"):
+        embed_chunk(store, encoder, "000001", batch_size=8)
+    assert [problem for problem in store.problem_jobs(encoder.model_id) if problem.attempts] == []
+    huge["fits"] = True
+    report = embed_chunk(store, encoder, "000001", batch_size=8)
+    assert report.failed == 0 and store.coverage(encoder.model_id).complete
+    assert max(calls) > 2 and calls[-1] <= 2

@@ -12,7 +12,7 @@ import psycopg
 from dagster import DagsterInstance, DagsterRunStatus, RunsFilter, job, op
 
 from jobping_pipeline.definitions import EMBED_JOB, build_definitions
-from jobping_pipeline.liveness import gone_runs, heartbeat
+from jobping_pipeline.liveness import INSTALLATION_TAG, gone_runs, heartbeat
 from jobping_pipeline.sensors import end_gone_runs
 from jobping_pipeline.store import JobStore
 from jobping_pipeline.store.runs import DEAD_AFTER_SECONDS, START_GRACE_SECONDS, RunLiveness
@@ -101,23 +101,53 @@ def unrelated_step():
     return 1
 
 
-@job(tags={"dagster/partition": "000001"})
+@job
 def unrelated_partitioned_job():
     unrelated_step()
 
 
-def test_only_runs_of_job_embeddings_are_ever_ended(settings, instance):
+def test_only_this_installations_runs_of_job_embeddings_are_ever_ended(settings, instance):
     """A started run that never beat is ended once START_GRACE_SECONDS have passed, but only a run
-    of job_embeddings: another job's partitioned run (another code location's, say) is left alone."""
+    of job_embeddings tagged with this installation: another job's partitioned run, and a run of
+    another installation sharing the Dagster instance (it beats in its own state), are left alone."""
     store = load_demo(settings, 3)
     store.setup(384)
     store.register_chunks(scan_table=True)
+    installation = store.meta()["installation"]
     embedding_job = build_definitions(settings).resolve_job_def(EMBED_JOB)
-    ours = instance.create_run_for_job(embedding_job, tags={"dagster/partition": "000001"}, status=DagsterRunStatus.STARTED)
-    theirs = instance.create_run_for_job(unrelated_partitioned_job, status=DagsterRunStatus.STARTED)
-    assert end_gone_runs(instance, store, EMBED_JOB) == [], "within the grace"
+
+    def started(job, **tags):
+        return instance.create_run_for_job(job, tags={"dagster/partition": "000001", **tags}, status=DagsterRunStatus.STARTED)
+
+    ours = started(embedding_job, **{INSTALLATION_TAG: installation})
+    elsewhere = started(embedding_job, **{INSTALLATION_TAG: "another-installation"})
+    untagged = started(embedding_job)  # no tag and no code location: whose, nobody can tell
+    theirs = started(unrelated_partitioned_job)
+    assert end_gone_runs(instance, store, EMBED_JOB, installation) == [], "within the grace"
     later = time.time() + START_GRACE_SECONDS + 60
-    assert [run.run_id for run in end_gone_runs(instance, store, EMBED_JOB, now=later)] == [ours.run_id]
-    assert instance.get_run_by_id(ours.run_id).status == DagsterRunStatus.FAILURE
-    assert instance.get_run_by_id(theirs.run_id).status == DagsterRunStatus.STARTED
+    assert [run.run_id for run in end_gone_runs(instance, store, EMBED_JOB, installation, now=later)] == [ours.run_id]
+    statuses = {run.run_id: instance.get_run_by_id(run.run_id).status for run in (ours, elsewhere, untagged, theirs)}
+    assert statuses == {
+        ours.run_id: DagsterRunStatus.FAILURE,
+        elsewhere.run_id: DagsterRunStatus.STARTED,
+        untagged.run_id: DagsterRunStatus.STARTED,
+        theirs.run_id: DagsterRunStatus.STARTED,
+    }
     assert [key for key, _, _ in store.failing_chunks()] == ["000001"]
+
+
+def test_a_tick_on_state_from_before_the_heartbeats_migrates_first(settings, instance):
+    """The sensor judges runs only after setup: on state schema 4 (no heartbeat table yet) a tick
+    upgrades the state instead of failing on the missing table."""
+    store = load_demo(settings, 12)
+    store.setup(384)
+    execute(
+        settings,
+        "DROP TABLE jobping_pipeline.run_heartbeats",
+        "DELETE FROM jobping_pipeline.meta WHERE key = 'installation'",
+        "UPDATE jobping_pipeline.meta SET value = '4' WHERE key = 'state_schema_version'",
+    )
+    result = tick(settings, instance)
+    assert requested(result) == ["000001"]
+    assert store.meta()["installation"] and store.run_liveness(["any"]) == {}
+    assert all(request.tags[INSTALLATION_TAG] == store.meta()["installation"] for request in result.run_requests)

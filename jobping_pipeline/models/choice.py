@@ -30,6 +30,7 @@ SAMPLE_TEXTS = 32
 BUDGET_SECONDS = 45.0
 MAX_ROUNDS = 3
 BATCH_SIZE = 16
+LOCK_WAIT_SECONDS = 600.0
 
 
 @dataclass(frozen=True)
@@ -188,8 +189,11 @@ class ChoiceCache:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             lock = fasteners.InterProcessLock(str(self.path.with_suffix(".lock")))
-            lock.acquire()
+            # A measurement that hangs must not stall every other process's model load for ever.
+            locked = lock.acquire(timeout=LOCK_WAIT_SECONDS)
         except OSError:
+            locked = False
+        if not locked:
             yield
             return
         try:

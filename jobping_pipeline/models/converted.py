@@ -80,6 +80,7 @@ def load_converted(spec: ModelSpec, backend: str, precision: str | None = None) 
     from jobping_pipeline.models.export import converted_model
 
     precision = precision or converted_precision(spec, backend)
+    model_id = spec.model_id  # before the files are read: a folder replaced meanwhile is the next load's
     try:
         folder = model_folder(spec.name)
     except Exception as error:  # noqa: BLE001 - one clear message, as for torch
@@ -98,4 +99,4 @@ def load_converted(spec: ModelSpec, backend: str, precision: str | None = None) 
             f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}); "
             "JOBPING_BACKEND=torch runs it with sentence-transformers"
         ) from error
-    return ConvertedEncoder(spec, model, backend, precision, spec.model_id)
+    return ConvertedEncoder(spec, model, backend, precision, model_id)

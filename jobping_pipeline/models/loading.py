@@ -11,13 +11,14 @@ import threading
 from pathlib import Path
 from typing import Callable, Sequence
 
-from jobping_pipeline.models.choice import Candidate, Choice, ChoiceCache, choose
+from jobping_pipeline.models.choice import Candidate, Choice, ChoiceCache, candidate_paths, choose
 from jobping_pipeline.models.converted import load_converted, why_not_converted
-from jobping_pipeline.models.cpu import gpu_may_be_present
+from jobping_pipeline.models.cpu import gpu_may_be_present, this_cpu
 from jobping_pipeline.models.openai_api import ApiSpec, OpenAIEncoder
 from jobping_pipeline.models.protocol import Encoder
 from jobping_pipeline.models.spec import EncoderSpec, ModelSpec, configured_max_seq_length, model_folder
 from jobping_pipeline.models.torch_backend import load_torch
+from jobping_pipeline.settings import ConfigError
 
 _loaded: dict[EncoderSpec, Encoder] = {}
 _load_lock = threading.Lock()
@@ -64,6 +65,12 @@ def resolve_backend(spec: ModelSpec) -> tuple[str, str | None]:
         return "onnx", None  # the one int8 path today (OpenVINO int8 is not built yet)
     if not on_cpu_only(spec) or why_not_converted(spec) is not None:
         return "torch", None
+    if not [path for path in candidate_paths(this_cpu(), spec.precision) if not path.lossy]:
+        raise ConfigError(
+            f"JOBPING_PRECISION={spec.precision} has no exact path on this CPU with JOBPING_BACKEND=auto "
+            "(bf16 needs AVX-512 BF16 or AMX; fp16 is for GPUs): set JOBPING_PRECISION=auto, or name a "
+            "backend (JOBPING_BACKEND=torch or openvino)"
+        )
     choice = measured_choice(spec)
     return choice.backend, choice.precision
 

@@ -179,6 +179,11 @@ def create_state_schema(names: Names) -> list[sql.Composed]:
         sql.SQL("CREATE TABLE IF NOT EXISTS {} (key text PRIMARY KEY, value text NOT NULL)").format(
             names.state("meta")
         ),
+        # Which installation (jobs database and state schema) a run belongs to, for runs that
+        # never beat a heartbeat (liveness.py); version 5.
+        sql.SQL(
+            "INSERT INTO {} (key, value) VALUES ('installation', gen_random_uuid()::text) ON CONFLICT (key) DO NOTHING"
+        ).format(names.state("meta")),
         sql.SQL("CREATE INDEX IF NOT EXISTS job_state_chunk ON {} (chunk_no)").format(job_state),
         sql.SQL("CREATE INDEX IF NOT EXISTS job_state_unassigned ON {} (job_id) WHERE chunk_no IS NULL").format(
             job_state
