@@ -52,6 +52,30 @@ def execute(settings: Settings, *statements: str) -> None:
             connection.execute(statement)
 
 
+def assert_each_holds_the_models_vector_of_its_text(settings: Settings, encoder, job_ids) -> None:
+    """Each of ``job_ids`` is a row of the jobs table whose stored vector is ``encoder``'s vector
+    of the row's current text (cosine > 0.999)."""
+    from pgvector.psycopg import register_vector
+
+    from jobping_pipeline.texts import build_text
+
+    with psycopg.connect(settings.database_url) as connection:
+        register_vector(connection)
+        rows = connection.execute(
+            "SELECT id, title, company, location, categories, description, embedding FROM jobs WHERE id = ANY(%s) ORDER BY id",
+            (list(job_ids),),
+        ).fetchall()
+    assert [row[0] for row in rows] == sorted(job_ids)
+    vectors = encoder.encode([build_text(row[1:6]) for row in rows], batch_size=16)
+    for row, vector in zip(rows, vectors):
+        assert float(row[6].to_numpy() @ vector) > 0.999, f"job {row[0]}"
+
+
+def charged_jobs(store: JobStore, model_id: str) -> list:
+    """The problem jobs charged at least one attempt (an outage must leave this empty)."""
+    return [problem for problem in store.problem_jobs(model_id) if problem.attempts]
+
+
 def around_model_calls(monkeypatch, encoder, before: Callable[[Sequence[str]], None]) -> None:
     """``before(texts)`` ahead of every model call of ``encoder``'s type: the runs' ``encode`` and
     the encoding thread's ``encode_batches``. It may raise, to fail the call."""

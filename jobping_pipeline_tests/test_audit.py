@@ -2,22 +2,18 @@
 model's vector of its row's current text without the state knowing, found, named, queued and
 repaired."""
 
-import psycopg
 import pytest
 from dagster import AssetCheckSeverity
-from pgvector.psycopg import register_vector
 
 from jobping_pipeline.audit import COSINE_TOLERANCE, audit, detection_probability, sample_for
 from jobping_pipeline.backfill import run_backfill
 from jobping_pipeline.checks import audit_result
 from jobping_pipeline.models import ModelSpec
 from jobping_pipeline.store import JobStore
-from jobping_pipeline.texts import build_text
 
-from .helpers import backfilled, execute, run_cli
+from .helpers import assert_each_holds_the_models_vector_of_its_text, backfilled, execute, run_cli
 
 MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
-TEXT_COLUMNS = "title, company, location, categories, description"
 
 
 @pytest.fixture
@@ -35,18 +31,6 @@ def swap_vectors(a, b):
         f"UPDATE jobs j SET embedding = o.embedding FROM jobs o "
         f"WHERE (j.id, o.id) IN (({a}, {b}), ({b}, {a}))"
     )
-
-
-def assert_each_holds_the_models_vector_of_its_text(settings, encoder, job_ids):
-    with psycopg.connect(settings.database_url) as connection:
-        register_vector(connection)
-        rows = connection.execute(
-            f"SELECT id, {TEXT_COLUMNS}, embedding FROM jobs WHERE id = ANY(%s) ORDER BY id", (list(job_ids),)
-        ).fetchall()
-    assert [row[0] for row in rows] == sorted(job_ids)
-    vectors = encoder.encode([build_text(row[1:6]) for row in rows], batch_size=16)
-    for row, vector in zip(rows, vectors):
-        assert float(row[6].to_numpy() @ vector) > 0.999, f"job {row[0]}"
 
 
 def test_the_issues_22_rows_are_named_failed_and_repaired(embedded, encoder, instance, data_dir, dagster_home):

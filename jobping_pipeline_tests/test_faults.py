@@ -20,7 +20,7 @@ from jobping_pipeline.faults import INFRASTRUCTURE, ONE_TEXT, InfrastructureFaul
 from jobping_pipeline.models.openai_protocol import ApiAnswerInvalid, ApiRequestRefused, ApiUnavailable
 from jobping_pipeline.texts import build_text
 
-from .helpers import PROJECT_DIR, around_model_calls, execute, kill_when, load_demo, make_settings, requested, tick
+from .helpers import PROJECT_DIR, around_model_calls, charged_jobs, execute, kill_when, load_demo, make_settings, requested, tick
 
 MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -281,9 +281,7 @@ def test_whose_fault_an_error_is(error, whose):
 
 
 def test_a_lost_gpu_fails_the_chunk_and_charges_no_job_while_a_bad_text_is_charged(settings, encoder, monkeypatch):
-    store = load_demo(settings, 12)
-    store.setup(encoder.dimensions)
-    store.register_chunks(scan_table=True)
+    store = prepared(settings, 12)
     execute(settings, "UPDATE jobs SET description = 'POISON' WHERE id = 2")
     gpu = {"lost": True}
 
@@ -296,7 +294,7 @@ def test_a_lost_gpu_fails_the_chunk_and_charges_no_job_while_a_bad_text_is_charg
     around_model_calls(monkeypatch, encoder, model)
     with pytest.raises(InfrastructureFault, match="CUDA out of memory"):
         embed_chunk(store, encoder, "000001", batch_size=4)
-    assert [problem for problem in store.problem_jobs(encoder.model_id) if problem.attempts] == []
+    assert charged_jobs(store, encoder.model_id) == []
     gpu["lost"] = False
     with pytest.raises(EmbeddingFailed, match="1 jobs could not be embedded"):
         embed_chunk(store, encoder, "000001", batch_size=4)
@@ -349,9 +347,7 @@ def test_the_dagster_storage_restarted_during_a_backfill(database_url, admin_url
 def test_a_batch_out_of_memory_is_halved_until_it_fits(settings, encoder, monkeypatch):
     """Texts come longest first, so the batch that ran out of memory would on every try: it is
     split until it fits. Only a text that does not fit alone fails the run, and charges nobody."""
-    store = load_demo(settings, 12)
-    store.setup(encoder.dimensions)
-    store.register_chunks(scan_table=True)
+    store = prepared(settings, 12)
     execute(settings, "UPDATE jobs SET description = 'HUGE' WHERE id = 7")
     calls, huge = [], {"fits": False}
 
@@ -365,7 +361,7 @@ def test_a_batch_out_of_memory_is_halved_until_it_fits(settings, encoder, monkey
     around_model_calls(monkeypatch, encoder, memory_for_two_texts)
     with pytest.raises(InfrastructureFault, match="out of memory"):
         embed_chunk(store, encoder, "000001", batch_size=8)
-    assert [problem for problem in store.problem_jobs(encoder.model_id) if problem.attempts] == []
+    assert charged_jobs(store, encoder.model_id) == []
     huge["fits"] = True
     report = embed_chunk(store, encoder, "000001", batch_size=8)
     assert report.failed == 0 and store.coverage(encoder.model_id).complete

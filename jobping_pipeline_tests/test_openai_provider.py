@@ -26,7 +26,7 @@ from jobping_pipeline.resources import EmbeddingModel, build_resources, resolved
 from jobping_pipeline.settings import ConfigError, load_settings
 from jobping_pipeline.texts import build_text
 
-from .helpers import load_demo, make_settings, run_chunks, run_cli, tick
+from .helpers import charged_jobs, load_demo, make_settings, run_chunks, run_cli, tick
 from .openai_server import FakeEmbeddingsServer, vector_for
 
 API_KEY = "sk-jobping-7Qz-fake-key-MUST-NEVER-SHOW"
@@ -273,7 +273,7 @@ def test_an_unavailable_api_fails_the_chunk_fast_and_charges_no_job(database_url
     assert len(server.requests) <= 1 + 4 * 3  # the probe, then one model call: 4 concurrent requests of 3 attempts
     coverage = store.coverage(encoder.model_id)
     assert (coverage.failed, coverage.fresh) == (0, 0)
-    assert [problem for problem in store.problem_jobs(encoder.model_id) if problem.attempts] == []
+    assert charged_jobs(store, encoder.model_id) == []
 
 
 # --- the dimension-mismatch message ----------------------------------------------------------------
@@ -329,7 +329,7 @@ def test_an_outage_across_three_backfills_strands_no_job(database_url, server, i
         assert all("503" in message for message in result.failed_chunks.values()), result.failed_chunks
         assert all(map(cli.failed_for_an_outage, result.failed_chunks.values())), "the CLI exits 3, naming an outage"
     model_id = spec_from_settings(settings).model_id
-    assert [problem for problem in store.problem_jobs(model_id) if problem.attempts] == [], "an outage is no job's fault"
+    assert charged_jobs(store, model_id) == [], "an outage is no job's fault"
     assert all(runs >= 3 for _, runs, _ in store.failing_chunks())
 
     server.recover()

@@ -12,7 +12,7 @@ from jobping_pipeline.embedding import embed_chunk
 from jobping_pipeline.store import JobStore
 from jobping_pipeline.texts import build_text
 
-from .helpers import backfilled, execute, load_demo, make_settings, requested, run_chunks, run_cli, tick
+from .helpers import assert_each_holds_the_models_vector_of_its_text, backfilled, execute, load_demo, make_settings, requested, run_chunks, run_cli, tick
 
 MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -177,17 +177,6 @@ def test_a_truncate_forgets_every_job(embedded):
     assert (fast.eligible, fast.fresh) == (deep.eligible, deep.fresh) == (1, 0)
 
 
-def held_vectors_are_the_models(settings, encoder, job_ids):
-    with psycopg.connect(settings.database_url) as connection:
-        register_vector(connection)
-        rows = connection.execute(
-            "SELECT id, title, company, location, categories, description, embedding FROM jobs WHERE id = ANY(%s) ORDER BY id",
-            (list(job_ids),),
-        ).fetchall()
-    vectors = encoder.encode([build_text(row[1:6]) for row in rows], 16)
-    return {row[0]: float(row[6].to_numpy() @ vector) > 0.999 for row, vector in zip(rows, vectors)}
-
-
 def test_changes_the_triggers_used_to_miss_fail_the_checks_by_name_until_the_sensor_repairs_them(embedded, encoder, instance):
     """The changes that reached no trigger before the capture triggers were ALWAYS and watched the
     vector: ``status`` and both coverage checks fail naming each job, the sensor's runs repair all."""
@@ -215,7 +204,7 @@ def test_changes_the_triggers_used_to_miss_fail_the_checks_by_name_until_the_sen
     run_chunks(embedded, instance, tick(embedded, instance))
     assert run_cli("jobping-pipeline", "status", env=env).returncode == 0
     assert evaluate_deep_coverage(store, MODEL_ID).passed
-    assert held_vectors_are_the_models(embedded, encoder, [3, 4, 5, 101]) == {3: True, 4: True, 5: True, 101: True}
+    assert_each_holds_the_models_vector_of_its_text(embedded, encoder, [3, 4, 5, 101])
 
 
 def test_a_truncate_and_a_reload_with_triggers_off_are_embedded_again(embedded, encoder, instance):
@@ -235,4 +224,4 @@ def test_a_truncate_and_a_reload_with_triggers_off_are_embedded_again(embedded, 
     assert not check.passed and check.metadata["without_state"].value == 12
     run_chunks(embedded, instance, tick(embedded, instance))
     assert evaluate_deep_coverage(store, MODEL_ID).passed
-    assert all(held_vectors_are_the_models(embedded, encoder, range(1, 13)).values())
+    assert_each_holds_the_models_vector_of_its_text(embedded, encoder, range(1, 13))
