@@ -116,7 +116,7 @@ def job_embeddings(
     chunk_keys = list(context.partition_keys)
     store = jobs_database.store()
     try:
-        with heartbeat(store, context.run_id, chunk_keys, log=context.log):
+        with heartbeat(store, context.run_id, log=context.log):
             reports = _embed_chunks(context, store, embedding_model, chunk_keys)
     except DagsterExecutionInterruptedError:
         context.log.warning(

@@ -278,7 +278,11 @@ def _encode_isolating_failures(
             continue
         texts.append(text)
         rows.append(vector[0])
-    return texts, (np.stack(rows) if rows else np.empty((0, encoder.dimensions), dtype=np.float32))
+    return texts, (np.stack(rows) if rows else _no_vectors(encoder))
+
+
+def _no_vectors(encoder: Encoder) -> np.ndarray:
+    return np.empty((0, encoder.dimensions), dtype=np.float32)
 
 
 def _encode_in_halves(
@@ -286,12 +290,12 @@ def _encode_in_halves(
 ) -> tuple[list[str], np.ndarray]:
     middle = len(batch) // 2
     parts = [
-        _encode_isolating_failures(encoder, part, max(1, min(batch_size, len(part)) // 2 or 1), failed_texts)
+        _encode_isolating_failures(encoder, part, max(1, min(batch_size, len(part)) // 2), failed_texts)
         for part in (batch[:middle], batch[middle:])
     ]
     texts = [text for part_texts, _ in parts for text in part_texts]
     vectors = [vectors for _, vectors in parts if len(vectors)]
-    return texts, (np.concatenate(vectors) if vectors else np.empty((0, encoder.dimensions), dtype=np.float32))
+    return texts, (np.concatenate(vectors) if vectors else _no_vectors(encoder))
 
 
 def _encode_group(
@@ -305,7 +309,7 @@ def _encode_group(
         encoded_texts, encoded = _encode_isolating_failures(encoder, missing, batch_size, failed_texts)
         ready = {**ready, **dict(zip(encoded_texts, encoded))}
     texts = [text for text in group if text in ready]
-    vectors = np.stack([ready[text] for text in texts]) if texts else np.empty((0, encoder.dimensions), dtype=np.float32)
+    vectors = np.stack([ready[text] for text in texts]) if texts else _no_vectors(encoder)
     validate_vectors(vectors, len(texts), encoder.dimensions)
     return texts, vectors
 

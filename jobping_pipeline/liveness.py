@@ -32,20 +32,20 @@ INSTALLATION_TAG = "jobping/installation"
 
 
 @contextlib.contextmanager
-def heartbeat(store: JobStore, run_id: str, chunk_keys: list[str], every: float = HEARTBEAT_SECONDS, log=logger) -> Iterator[None]:
+def heartbeat(store: JobStore, run_id: str, every: float = HEARTBEAT_SECONDS, log=logger) -> Iterator[None]:
     """Beat for ``run_id`` every ``every`` seconds while the block runs. The first beat is taken
     before the block starts (a database that is down fails the run here, before the model loads);
     a beat that fails later is logged and tried again: a run outlives a short database restart."""
     beats = JobStore(store.settings)  # its own connections: the run's store may be in a session
     host, pid = socket.gethostname(), os.getpid()
-    beats.beat(run_id, list(chunk_keys), host, pid)
+    beats.beat(run_id, host, pid)
     stopped = threading.Event()
 
     def keep_beating() -> None:
         failing = False
         while not stopped.wait(every):
             try:
-                beats.beat(run_id, list(chunk_keys), host, pid)
+                beats.beat(run_id, host, pid)
                 failing = False
             except Exception as error:  # noqa: BLE001 - a missed beat is retried; the run decides its own fate
                 if not failing:

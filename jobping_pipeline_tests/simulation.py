@@ -142,7 +142,7 @@ class Chaos:
 def _end_lost_runs(store: JobStore, chaos: Chaos, tick: int) -> None:
     """What the sensor's ``end_gone_runs`` does once a killed run has been silent long enough."""
     beats = {
-        run_id: RunLiveness(run_id, True, (tick - killed_at) * SECONDS_PER_TICK, False)
+        run_id: RunLiveness(run_id, (tick - killed_at) * SECONDS_PER_TICK, False)
         for run_id, (_, killed_at) in chaos.lost_runs.items()
     }
     for gone in gone_runs({run_id: 600.0 for run_id in chaos.lost_runs}, beats):

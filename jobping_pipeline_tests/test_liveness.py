@@ -24,9 +24,9 @@ MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 
 def test_a_run_is_gone_when_silent_or_when_it_never_beat_after_the_grace():
     beats = {
-        "working": RunLiveness("working", True, 5.0, False),
-        "killed": RunLiveness("killed", True, DEAD_AFTER_SECONDS + 1, False),
-        "killed after its work": RunLiveness("killed after its work", True, DEAD_AFTER_SECONDS + 1, True),
+        "working": RunLiveness("working", 5.0, False),
+        "killed": RunLiveness("killed", DEAD_AFTER_SECONDS + 1, False),
+        "killed after its work": RunLiveness("killed after its work", DEAD_AFTER_SECONDS + 1, True),
     }
     started = {
         "working": 600.0,
@@ -42,7 +42,7 @@ def test_a_run_is_gone_when_silent_or_when_it_never_beat_after_the_grace():
 def test_the_heartbeat_beats_while_the_block_runs_and_records_its_end(settings):
     store = load_demo(settings, 3)
     store.setup(384)
-    with heartbeat(store, "run-1", ["000001"], every=0.05):
+    with heartbeat(store, "run-1", every=0.05):
         first = store.run_liveness(["run-1"])["run-1"]
         time.sleep(0.3)
         assert not first.ended and store.run_liveness(["run-1"])["run-1"].silent_seconds < 0.3

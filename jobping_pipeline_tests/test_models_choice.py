@@ -44,7 +44,7 @@ AVX2_RATES = {"torch fp32": 15.3, "onnx fp32": 15.1, "openvino fp32": 22.1, "onn
 
 def test_the_fastest_exact_path_wins_and_int8_is_listed_but_never_chosen(tmp_path):
     clock = Clock()
-    choice = choose("m", ChoiceCache(tmp_path), Paths(clock, AVX2_RATES), TEXTS, 5.36, cpu=AVX2, versions=VERSIONS, clock=clock)
+    choice = choose("m", ChoiceCache(tmp_path), Paths(clock, AVX2_RATES), TEXTS, lambda: 5.36, cpu=AVX2, versions=VERSIONS, clock=clock)
     assert (choice.chosen, choice.backend, choice.precision) == ("openvino fp32", "openvino", "fp32")
     by_name = {path.name: path for path in choice.paths}
     assert set(by_name) == set(AVX2_RATES)
@@ -65,25 +65,25 @@ def test_bf16_paths_are_measured_only_where_the_cpu_runs_bf16_natively():
 def test_the_cache_is_reused_and_a_changed_cpu_or_runtime_measures_again(tmp_path):
     clock, cache = Clock(), ChoiceCache(tmp_path)
     paths = Paths(clock, AVX2_RATES)
-    first = choose("m", cache, paths, TEXTS, 5.36, cpu=AVX2, versions=VERSIONS, clock=clock)
+    first = choose("m", cache, paths, TEXTS, lambda: 5.36, cpu=AVX2, versions=VERSIONS, clock=clock)
     opened = len(paths.opened)
-    again = choose("m", ChoiceCache(tmp_path), paths, TEXTS, 5.36, cpu=AVX2, versions=VERSIONS, clock=clock)
+    again = choose("m", ChoiceCache(tmp_path), paths, TEXTS, lambda: 5.36, cpu=AVX2, versions=VERSIONS, clock=clock)
     assert len(paths.opened) == opened and again == first, "read from the cache, nothing opened"
     more_cores = Cpu(AVX2.model, AVX2.flags, 4, AVX2.mhz)
-    choose("m", cache, paths, TEXTS, 5.36, cpu=more_cores, versions=VERSIONS, clock=clock)
+    choose("m", cache, paths, TEXTS, lambda: 5.36, cpu=more_cores, versions=VERSIONS, clock=clock)
     assert len(paths.opened) == 2 * opened
-    choose("m", cache, paths, TEXTS, 5.36, cpu=AVX2, versions={**VERSIONS, "openvino": "2026.0"}, clock=clock)
+    choose("m", cache, paths, TEXTS, lambda: 5.36, cpu=AVX2, versions={**VERSIONS, "openvino": "2026.0"}, clock=clock)
     assert len(paths.opened) == 3 * opened
-    choose("another model", cache, paths, TEXTS, 5.36, cpu=AVX2, versions=VERSIONS, clock=clock)
+    choose("another model", cache, paths, TEXTS, lambda: 5.36, cpu=AVX2, versions=VERSIONS, clock=clock)
     assert len(paths.opened) == 4 * opened
-    choose("m", cache, paths, TEXTS, 5.36, cpu=AVX2, versions=VERSIONS, clock=clock, remeasure=True)
+    choose("m", cache, paths, TEXTS, lambda: 5.36, cpu=AVX2, versions=VERSIONS, clock=clock, remeasure=True)
     assert len(paths.opened) == 5 * opened
 
 
 def test_a_path_that_cannot_run_here_is_left_out(tmp_path):
     clock, lines = Clock(), []
     paths = Paths(clock, AVX2_RATES, broken=("openvino fp32",))
-    choice = choose("m", ChoiceCache(tmp_path), paths, TEXTS, 5.36, cpu=AVX2, versions=VERSIONS, clock=clock, log=lines.append)
+    choice = choose("m", ChoiceCache(tmp_path), paths, TEXTS, lambda: 5.36, cpu=AVX2, versions=VERSIONS, clock=clock, log=lines.append)
     assert choice.chosen == "torch fp32" and "openvino fp32" not in {path.name for path in choice.paths}
     assert any("openvino fp32 left out" in line for line in lines)
 
@@ -107,7 +107,7 @@ def test_a_cache_that_cannot_be_written_measures_and_says_so(tmp_path):
     not_a_folder.write_text("")  # even root cannot make a folder here
     clock, lines = Clock(), []
     choice = choose(
-        "m", ChoiceCache(not_a_folder), Paths(clock, AVX2_RATES), TEXTS, 5.36,
+        "m", ChoiceCache(not_a_folder), Paths(clock, AVX2_RATES), TEXTS, lambda: 5.36,
         cpu=AVX2, versions=VERSIONS, clock=clock, log=lines.append,
     )
     assert choice.chosen == "openvino fp32"
@@ -117,8 +117,8 @@ def test_a_cache_that_cannot_be_written_measures_and_says_so(tmp_path):
 def test_an_entry_this_version_cannot_read_is_measured_again(tmp_path):
     clock, cache = Clock(), ChoiceCache(tmp_path)
     paths = Paths(clock, AVX2_RATES)
-    first = choose("m", cache, paths, TEXTS, 5.36, cpu=AVX2, versions=VERSIONS, clock=clock)
+    first = choose("m", cache, paths, TEXTS, lambda: 5.36, cpu=AVX2, versions=VERSIONS, clock=clock)
     cache.path.write_text(json.dumps({first.key: {"chosen": "openvino fp32"}}))
     opened = len(paths.opened)
-    assert choose("m", cache, paths, TEXTS, 5.36, cpu=AVX2, versions=VERSIONS, clock=clock).chosen == "openvino fp32"
+    assert choose("m", cache, paths, TEXTS, lambda: 5.36, cpu=AVX2, versions=VERSIONS, clock=clock).chosen == "openvino fp32"
     assert len(paths.opened) == 2 * opened

@@ -207,7 +207,7 @@ def choose(
     cache: ChoiceCache,
     open_path: Callable[[Candidate], Callable[[Sequence[str], int], object]],
     texts: Sequence[str],
-    gflop_per_text: float,
+    gflop_per_text: Callable[[], float],
     *,
     precision: str = "auto",
     remeasure: bool = False,
@@ -219,7 +219,7 @@ def choose(
 ) -> Choice:
     """The cached choice for this model shape (``architecture``), CPU and runtimes, or a new
     measurement. ``open_path`` loads a path and returns its encode function (a path that cannot
-    load here is left out)."""
+    load here is left out); ``gflop_per_text`` is asked only when measuring (it tokenizes)."""
     cpu = cpu or this_cpu()
     versions = versions if versions is not None else runtime_versions()
     key = choice_key(architecture, cpu, versions, precision)
@@ -249,11 +249,12 @@ def _measure_and_cache(key, cache, open_path, texts, gflop_per_text, cpu, versio
         raise RuntimeError("no backend could run the model here")
     log(f"backends: measuring {', '.join(encoders)} on {len(texts)} texts (once per model, CPU and runtime versions)")
     rates = measure(encoders, texts, clock=clock, budget_seconds=budget_seconds)
-    measured = summarize(paths, rates, cpu.peak_gflops, gflop_per_text)
+    work = gflop_per_text()
+    measured = summarize(paths, rates, cpu.peak_gflops, work)
     winner = pick(measured)
     choice = Choice(
         key=key, chosen=winner.name, backend=winner.backend, precision=winner.precision, paths=measured,
-        cpu=cpu.model, cores=cpu.cores, peak_gflops=cpu.peak_gflops, gflop_per_text=gflop_per_text,
+        cpu=cpu.model, cores=cpu.cores, peak_gflops=cpu.peak_gflops, gflop_per_text=work,
         seconds=clock() - started, measured_at=time.strftime("%Y-%m-%d %H:%M:%S"), versions=versions,
     )
     if not cache.put(choice):

@@ -85,7 +85,7 @@ def measured_choice(spec: ModelSpec, *, remeasure: bool = False, log: Callable[[
         ChoiceCache(spec.cache_folder),
         lambda candidate: _open(spec, candidate),
         texts,
-        gflop_per_text(folder, texts, max_seq_length),
+        lambda: gflop_per_text(folder, texts, max_seq_length),
         precision=spec.precision,
         remeasure=remeasure,
         log=log or (lambda line: print(line, file=sys.stderr)),

@@ -24,18 +24,17 @@ class RunLiveness:
     """What the heartbeats say of one run."""
 
     run_id: str
-    beat: bool  # it ever beat
     silent_seconds: float  # since its last beat
     ended: bool  # its asset returned or raised (the worker may still be reporting to Dagster)
 
     @property
     def gone(self) -> bool:
-        return self.beat and self.silent_seconds > DEAD_AFTER_SECONDS
+        return self.silent_seconds > DEAD_AFTER_SECONDS
 
 
 def beat(names: Names) -> sql.Composed:
     return sql.SQL(
-        "INSERT INTO {} (run_id, chunk_keys, host, pid) VALUES (%(run_id)s, %(chunk_keys)s, %(host)s, %(pid)s) "
+        "INSERT INTO {} (run_id, host, pid) VALUES (%(run_id)s, %(host)s, %(pid)s) "
         "ON CONFLICT (run_id) DO UPDATE SET beat_at = now()"
     ).format(names.state("run_heartbeats"))
 
@@ -60,24 +59,23 @@ def forget_old_heartbeats(names: Names) -> sql.Composed:
 
 
 class RunStore(StoreBase):
-    def beat(self, run_id: str, chunk_keys: list[str], host: str, pid: int) -> None:
-        """The run is alive (the first beat also records what it works on and where)."""
+    def beat(self, run_id: str, host: str, pid: int) -> None:
+        """The run is alive (the first beat also records where it runs)."""
         with self.connect(autocommit=True, vectors=False) as connection:
-            connection.execute(
-                beat(self.names()), {"run_id": run_id, "chunk_keys": chunk_keys, "host": host, "pid": pid}
-            )
+            connection.execute(beat(self.names()), {"run_id": run_id, "host": host, "pid": pid})
 
     def end_beating(self, run_id: str) -> None:
         with self.connect(autocommit=True, vectors=False) as connection:
             connection.execute(end_beating(self.names()), (run_id,))
 
     def run_liveness(self, run_ids: list[str]) -> dict[str, RunLiveness]:
-        """The heartbeats of these runs; a run that never beat is absent."""
+        """The heartbeats of these runs; a run that never beat is absent (``gone_runs`` judges it
+        by the time since its start instead)."""
         if not run_ids:
             return {}
         with self.connect(autocommit=True, vectors=False) as connection:
             rows = connection.execute(liveness(self.names()), (list(run_ids),)).fetchall()
-        return {run_id: RunLiveness(run_id, True, silent, ended) for run_id, silent, ended in rows}
+        return {run_id: RunLiveness(run_id, silent, ended) for run_id, silent, ended in rows}
 
     def forget_old_heartbeats(self) -> int:
         with self.connect(autocommit=True, vectors=False) as connection:

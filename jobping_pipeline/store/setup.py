@@ -137,7 +137,6 @@ def create_state_schema(names: Names) -> list[sql.Composed]:
         sql.SQL(
             "CREATE TABLE IF NOT EXISTS {} ("
             " run_id text PRIMARY KEY,"
-            " chunk_keys text[] NOT NULL,"
             " host text,"
             " pid integer,"
             " started_at timestamptz NOT NULL DEFAULT now(),"
