@@ -54,6 +54,7 @@ PATHS = {
     "torch bf16": {"backend": "torch", "precision": "bf16"},
     "onnx fp32": {"backend": "onnx"},
     "onnx int8": {"backend": "onnx", "quantization": "int8"},
+    "openvino int8": {"backend": "openvino", "quantization": "int8"},
     "openvino auto": {"backend": "openvino"},
     "openvino fp32": {"backend": "openvino", "precision": "fp32"},
 }

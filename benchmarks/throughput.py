@@ -152,6 +152,7 @@ QUALITY_PATHS = (
     ("torch bf16 autocast", {"backend": "torch", "precision": "bf16"}),
     ("onnx fp32", {"backend": "onnx"}),
     ("onnx int8 (dynamic)", {"backend": "onnx", "quantization": "int8"}),
+    ("openvino int8 (NNCF)", {"backend": "openvino", "quantization": "int8"}),
     ("openvino auto", {"backend": "openvino"}),
     ("openvino fp32", {"backend": "openvino", "precision": "fp32"}),
     ("torch fp32, 128 tokens", {"backend": "torch", "precision": "fp32", "max_seq_length": 128}),

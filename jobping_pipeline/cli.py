@@ -286,7 +286,7 @@ def _backends(args: argparse.Namespace) -> int:
     spec = spec_from_settings(load_settings())
     if not isinstance(spec, ModelSpec):
         raise ConfigError("JOBPING_PROVIDER=openai: the embeddings API has no local backends to measure")
-    choice = measured_choice(spec, remeasure=args.measure)
+    choice = measured_choice(spec, remeasure=args.measure, lossy=args.measure)
     for line in describe(choice):
         print(line)
     if spec.backend != "auto":
@@ -372,7 +372,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="the model's paths measured on this CPU (texts/s, x torch fp32, %% of the CPU's FMA peak) and the "
         "one JOBPING_BACKEND=auto uses",
     )
-    backends.add_argument("--measure", action="store_true", help="measure again (about a minute)")
+    backends.add_argument(
+        "--measure", action="store_true", help="measure again, the int8 paths too (a minute or two; converting them, once)"
+    )
     backends.set_defaults(handler=_backends)
 
     backfill = commands.add_parser("backfill", help="register chunks and embed every job that needs it, through Dagster")

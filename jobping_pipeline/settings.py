@@ -242,10 +242,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
 
     backend = _choice(get("JOBPING_BACKEND") or "auto", "JOBPING_BACKEND", BACKENDS)
     quantization = _choice(get("JOBPING_QUANTIZATION") or "none", "JOBPING_QUANTIZATION", QUANTIZATIONS)
-    if quantization == "int8" and backend not in ("onnx", "auto"):
+    if quantization == "int8" and backend == "torch":
         raise ConfigError(
-            "JOBPING_QUANTIZATION=int8 needs JOBPING_BACKEND=auto or onnx (ONNX Runtime's dynamic int8); "
-            "`jobping-pipeline backends` shows what each path measures here"
+            "JOBPING_QUANTIZATION=int8 needs JOBPING_BACKEND=auto or onnx (ONNX Runtime's dynamic int8) or "
+            "openvino (NNCF's static int8); `jobping-pipeline backends --measure` shows what each measures here"
         )
     if backend in ("onnx", "openvino") and (device.startswith("cuda") or device == "mps"):
         raise ConfigError(f"JOBPING_BACKEND={backend} runs on the CPU; JOBPING_DEVICE={device} needs JOBPING_BACKEND=torch")

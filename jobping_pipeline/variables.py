@@ -169,8 +169,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "JOBPING_QUANTIZATION",
         "none",
-        "int8: ONNX Runtime's dynamic int8 model (with JOBPING_BACKEND=auto or onnx). Faster, but "
-        "lossy (see docs/performance.md): recorded in the model id, so a switch marks every job stale.",
+        "int8: a quantized model, faster but lossy (see docs/performance.md): ONNX Runtime's dynamic "
+        "int8 with JOBPING_BACKEND=auto or onnx (model id <model>+int8-onnx2), NNCF's static int8 with "
+        "JOBPING_BACKEND=openvino (<model>+int8-openvino). The id names the recipe, so a switch marks "
+        "every job stale; `jobping-pipeline backends --measure` times both here.",
         home=EMBEDDING_MODEL,
     ),
     Setting(

@@ -14,7 +14,7 @@ import pytest
 
 from jobping_pipeline.models import export as model_export
 from jobping_pipeline.demo import generate_jobs
-from jobping_pipeline.models import ModelSpec, bundled_model_path, load_encoder, loading
+from jobping_pipeline.models import ModelSpec, bundled_model_path, load_encoder, loading, samples
 from jobping_pipeline.models.cpu import cpu_has_bf16
 from jobping_pipeline.models.runtime import OPENVINO_COMPILED, ConvertedModel
 from jobping_pipeline.settings import ConfigError, load_settings
@@ -33,7 +33,7 @@ def torch_fp32_vectors():
     [
         ("onnx", "none", 0.9999, "sentence-transformers/all-MiniLM-L6-v2"),
         ("openvino", "none", 0.9999, "sentence-transformers/all-MiniLM-L6-v2"),
-        ("onnx", "int8", 0.98, "sentence-transformers/all-MiniLM-L6-v2+int8-onnx"),
+        ("onnx", "int8", 0.98, "sentence-transformers/all-MiniLM-L6-v2+int8-onnx2"),
     ],
 )
 def test_converted_models_compute_the_models_vectors(torch_fp32_vectors, backend, quantization, min_cosine, model_id):
@@ -46,6 +46,41 @@ def test_converted_models_compute_the_models_vectors(torch_fp32_vectors, backend
     assert encoder.model_id == model_id and encoder.backend == backend and encoder.device == "cpu"
     if quantization == "none":
         assert cosines.min() > 0.9999
+
+
+def test_openvino_int8_is_calibrated_on_the_fixed_sample_under_its_own_model_id(torch_fp32_vectors, tmp_path, monkeypatch):
+    # 8 calibration texts, not 128: the mechanics in seconds (the benchmark measures the real one).
+    monkeypatch.setattr(samples, "CALIBRATION_TEXTS", 8)
+    calibrated = []
+    monkeypatch.setattr(samples, "posting_texts", lambda count, seed: calibrated.append((count, seed)) or TEXTS[:count])
+    spec = ModelSpec(backend="openvino", quantization="int8", model_cache=str(tmp_path))
+    encoder = load_encoder(spec)
+    assert calibrated and set(calibrated) == {(8, samples.CALIBRATION_SEED)}
+    assert encoder.model_id == "sentence-transformers/all-MiniLM-L6-v2+int8-openvino" and encoder.precision == "int8"
+    assert loading.resolve_backend(spec) == ("openvino", None)
+    vectors = encoder.encode(TEXTS, batch_size=8)
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    cosines = (vectors * torch_fp32_vectors).sum(axis=1)
+    assert 0.98 < cosines.min() and cosines.mean() < 0.9999, "quantized: close to the model's vectors, not them"
+    assert 'type="FakeQuantize"' in (encoder.model.folder / "model.xml").read_text(), "NNCF's int8 quantizers are in the model"
+    key = model_export.conversion_key(bundled_model_path(), 256, "openvino", "int8")
+    monkeypatch.setattr(samples, "posting_texts", lambda count, seed: TEXTS[1 : count + 1])
+    assert model_export.conversion_key(bundled_model_path(), 256, "openvino", "int8") != key, "another sample, another conversion"
+
+
+def test_the_converters_send_no_telemetry(tmp_path, monkeypatch):
+    import openvino_telemetry
+    from openvino_telemetry.utils.sender import TelemetrySender
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setattr(TelemetrySender, "send", lambda *args, **kwargs: pytest.fail("telemetry sent"))
+    model_export.silence_telemetry()
+    telemetry = openvino_telemetry.Telemetry(app_name="nncf", app_version="1", tid="G-1", enable_opt_in_dialog=False)
+    assert telemetry.consent is False
+    telemetry.send_event("category", "action", "label", force_send=True)
+    telemetry.start_session("category")
+    telemetry.force_shutdown(0.1)
+    assert not (tmp_path / "intel").exists(), "no client id written"
 
 
 START_WITHOUT_TORCH = """
@@ -74,9 +109,11 @@ def test_conversions_are_cached_by_model_backend_and_cpu(tmp_path, monkeypatch):
     assert again == folder and len(messages) == 1, "the second call reuses the conversion"
     assert sorted(path.name for path in tmp_path.iterdir()) == [folder.name], "no scratch folder is left"
     monkeypatch.setattr(model_export, "cpu_flags", lambda: ("avx2",))
-    other_cpu = model_export.conversion_key(bundled_model_path(), 256, "onnx", "int8")
+    other_cpu = model_export.conversion_key(bundled_model_path(), 256, "openvino", "int8")
+    int8_onnx = model_export.conversion_key(bundled_model_path(), 256, "onnx", "int8")
     monkeypatch.setattr(model_export, "cpu_flags", lambda: ("avx2", "avx512_vnni"))
-    assert model_export.conversion_key(bundled_model_path(), 256, "onnx", "int8") != other_cpu
+    assert model_export.conversion_key(bundled_model_path(), 256, "openvino", "int8") != other_cpu
+    assert model_export.conversion_key(bundled_model_path(), 256, "onnx", "int8") == int8_onnx, "one int8 ONNX recipe everywhere"
     assert model_export.conversion_key(bundled_model_path(), 128, "openvino", "none") != folder.name
 
 
@@ -174,6 +211,7 @@ def test_auto_runs_torch_where_a_gpu_may_be_and_the_measured_path_on_a_cpu(monke
     assert loading.resolve_backend(ModelSpec(backend="onnx")) == ("onnx", None)
     monkeypatch.setattr(loading, "gpu_may_be_present", lambda: False)
     assert loading.resolve_backend(ModelSpec(quantization="int8")) == ("onnx", None)
+    assert loading.resolve_backend(ModelSpec(backend="openvino", quantization="int8")) == ("openvino", None)
     measured = []
 
     def measured_choice(spec):
@@ -185,9 +223,11 @@ def test_auto_runs_torch_where_a_gpu_may_be_and_the_measured_path_on_a_cpu(monke
     assert loading.resolve_backend(ModelSpec()) == ("openvino", "bf16") and len(measured) == 2
 
 
-def test_int8_with_auto_is_onnx_int8_under_its_own_model_id():
+def test_int8_with_auto_is_onnx_int8_and_each_int8_recipe_has_its_own_model_id():
     assert ModelSpec(quantization="int8").model_id == ModelSpec(backend="onnx", quantization="int8").model_id
+    assert ModelSpec(quantization="int8").model_id != ModelSpec(backend="openvino", quantization="int8").model_id
     assert load_settings({"JOBPING_QUANTIZATION": "int8"}).backend == "auto"
+    assert load_settings({"JOBPING_QUANTIZATION": "int8", "JOBPING_BACKEND": "openvino"}).backend == "openvino"
 
 
 @pytest.mark.parametrize(
@@ -195,7 +235,7 @@ def test_int8_with_auto_is_onnx_int8_under_its_own_model_id():
     [
         ({"JOBPING_BACKEND": "tensorrt"}, "JOBPING_BACKEND='tensorrt' must be one of auto, torch, onnx, openvino"),
         ({"JOBPING_QUANTIZATION": "int4"}, "JOBPING_QUANTIZATION='int4' must be one of none, int8"),
-        ({"JOBPING_QUANTIZATION": "int8", "JOBPING_BACKEND": "openvino"}, "JOBPING_QUANTIZATION=int8 needs JOBPING_BACKEND=auto or onnx"),
+        ({"JOBPING_QUANTIZATION": "int8", "JOBPING_BACKEND": "torch"}, "JOBPING_QUANTIZATION=int8 needs JOBPING_BACKEND=auto or onnx"),
         ({"JOBPING_BACKEND": "onnx", "JOBPING_DEVICE": "cuda"}, "JOBPING_BACKEND=onnx runs on the CPU"),
     ],
 )

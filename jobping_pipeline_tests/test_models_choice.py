@@ -39,12 +39,19 @@ class Paths:
         return encode
 
 
-AVX2_RATES = {"torch fp32": 15.3, "onnx fp32": 15.1, "openvino fp32": 22.1, "onnx int8": 28.1}
+AVX2_RATES = {"torch fp32": 15.3, "onnx fp32": 15.1, "openvino fp32": 22.1, "onnx int8": 28.1, "openvino int8": 31.0}
+EXACT_AVX2 = {"torch fp32", "onnx fp32", "openvino fp32"}
 
 
-def test_the_fastest_exact_path_wins_and_int8_is_listed_but_never_chosen(tmp_path):
+def test_the_fastest_exact_path_wins_and_int8_is_measured_on_request_but_never_chosen(tmp_path):
     clock = Clock()
-    choice = choose("m", ChoiceCache(tmp_path), Paths(clock, AVX2_RATES), TEXTS, lambda: 5.36, cpu=AVX2, versions=VERSIONS, clock=clock)
+    paths = Paths(clock, AVX2_RATES)
+    first_use = choose("m", ChoiceCache(tmp_path), paths, TEXTS, lambda: 5.36, cpu=AVX2, versions=VERSIONS, clock=clock, lossy=True)
+    assert {path.name for path in first_use.paths} == EXACT_AVX2, "a model's first use measures no int8 path"
+    assert "backends --measure" in describe(first_use)[-1]
+    choice = choose(
+        "m", ChoiceCache(tmp_path), paths, TEXTS, lambda: 5.36, cpu=AVX2, versions=VERSIONS, clock=clock, remeasure=True, lossy=True
+    )
     assert (choice.chosen, choice.backend, choice.precision) == ("openvino fp32", "openvino", "fp32")
     by_name = {path.name: path for path in choice.paths}
     assert set(by_name) == set(AVX2_RATES)
@@ -54,12 +61,14 @@ def test_the_fastest_exact_path_wins_and_int8_is_listed_but_never_chosen(tmp_pat
     table = describe(choice)
     assert any(line.startswith("openvino fp32") and line.endswith("<- chosen") for line in table)
     assert any(line.startswith("onnx int8") and "lossy" in line for line in table)
+    assert table[-1].startswith("fastest int8 here: openvino int8: JOBPING_QUANTIZATION=int8 JOBPING_BACKEND=openvino")
 
 
 def test_bf16_paths_are_measured_only_where_the_cpu_runs_bf16_natively():
-    assert {path.name for path in candidate_paths(AVX2)} == {"torch fp32", "onnx fp32", "openvino fp32", "onnx int8"}
+    assert {path.name for path in candidate_paths(AVX2)} == EXACT_AVX2
     assert {"torch bf16", "openvino bf16"} <= {path.name for path in candidate_paths(AMX)}
-    assert {path.name for path in candidate_paths(AMX, precision="fp32")} == {"torch fp32", "onnx fp32", "openvino fp32", "onnx int8"}
+    assert {path.name for path in candidate_paths(AMX, precision="fp32")} == EXACT_AVX2
+    assert {path.name for path in candidate_paths(AMX, precision="fp32", lossy=True)} == EXACT_AVX2 | {"onnx int8", "openvino int8"}
 
 
 def test_the_cache_is_reused_and_a_changed_cpu_or_runtime_measures_again(tmp_path):

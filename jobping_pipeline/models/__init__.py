@@ -11,6 +11,7 @@ backend a leaf that knows none of the others.
 ``converted``       ONNX Runtime and OpenVINO, on a model exported once (``export``, ``runtime``)
 ``openai_api``      an OpenAI-compatible embeddings API (``openai_protocol``: its wire format)
 ``fingerprint``     a content fingerprint of a model folder (model ids, conversion keys)
+``samples``         fixed texts: the measuring sample and OpenVINO int8's calibration sample
 ==================  ================================================================
 """
 

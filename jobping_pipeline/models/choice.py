@@ -7,8 +7,10 @@ bf16 where the CPU runs bf16 natively. Rounds are interleaved (single runs vary 
 shared machines) and the whole measurement is bounded in time. The winner is cached with its
 figures, keyed by the model's shape (layers, widths, tokens: a fine-tuned copy shares it), the
 CPU model, its flags, the cores this process may use and the runtimes' versions: any change
-measures again. ONNX Runtime's dynamic int8 is measured and
-listed, never chosen: a lossy path is an opt-in (``JOBPING_QUANTIZATION=int8``).
+measures again. The int8 paths (ONNX Runtime's dynamic int8, OpenVINO's NNCF int8) are
+measured on request (``jobping-pipeline backends --measure``) and listed, never chosen: a lossy
+path is an opt-in (``JOBPING_QUANTIZATION=int8``), set alike on every machine of an installation
+because each recipe has its own model id.
 """
 
 from __future__ import annotations
@@ -46,15 +48,18 @@ class Candidate:
         return f"{self.backend} {self.precision}"
 
 
-def candidate_paths(cpu: Cpu, precision: str = "auto") -> list[Candidate]:
-    """The paths measured here: the exact ones (only ``precision``'s, unless auto), and ONNX
-    Runtime's dynamic int8, listed for its speed and never chosen (it is an opt-in)."""
+LOSSY_PATHS = (Candidate("onnx", "int8", lossy=True), Candidate("openvino", "int8", lossy=True))
+
+
+def candidate_paths(cpu: Cpu, precision: str = "auto", lossy: bool = False) -> list[Candidate]:
+    """The paths measured here: the exact ones (only ``precision``'s, unless auto), and with
+    ``lossy`` the int8 ones, listed for their speed and never chosen (they are opt-ins)."""
     exact = [Candidate("torch", "fp32"), Candidate("onnx", "fp32"), Candidate("openvino", "fp32")]
     if cpu.native_bf16:
         exact += [Candidate("torch", "bf16"), Candidate("openvino", "bf16")]
     if precision != "auto":
         exact = [path for path in exact if path.precision == precision]
-    return exact + [Candidate("onnx", "int8", lossy=True)]
+    return exact + list(LOSSY_PATHS if lossy else ())
 
 
 @dataclass
@@ -211,6 +216,7 @@ def choose(
     *,
     precision: str = "auto",
     remeasure: bool = False,
+    lossy: bool = False,
     cpu: Cpu | None = None,
     versions: dict[str, str] | None = None,
     clock: Callable[[], float] = time.perf_counter,
@@ -219,7 +225,9 @@ def choose(
 ) -> Choice:
     """The cached choice for this model shape (``architecture``), CPU and runtimes, or a new
     measurement. ``open_path`` loads a path and returns its encode function (a path that cannot
-    load here is left out); ``gflop_per_text`` is asked only when measuring (it tokenizes)."""
+    load here is left out); ``gflop_per_text`` is asked only when measuring (it tokenizes).
+    ``lossy``: the int8 paths are measured too (only with ``remeasure``: their conversion is
+    slow, and they are never chosen)."""
     cpu = cpu or this_cpu()
     versions = versions if versions is not None else runtime_versions()
     key = choice_key(architecture, cpu, versions, precision)
@@ -230,13 +238,14 @@ def choose(
         cached = None if remeasure else cache.get(key)
         if cached is not None:
             return cached
-        return _measure_and_cache(key, cache, open_path, texts, gflop_per_text, cpu, versions, precision, clock, budget_seconds, log)
+        paths = candidate_paths(cpu, precision, lossy=lossy and remeasure)
+        return _measure_and_cache(key, cache, open_path, texts, gflop_per_text, cpu, versions, paths, clock, budget_seconds, log)
 
 
-def _measure_and_cache(key, cache, open_path, texts, gflop_per_text, cpu, versions, precision, clock, budget_seconds, log) -> Choice:
+def _measure_and_cache(key, cache, open_path, texts, gflop_per_text, cpu, versions, candidates, clock, budget_seconds, log) -> Choice:
     started = clock()
     paths, encoders = [], {}
-    for path in candidate_paths(cpu, precision):
+    for path in candidates:
         try:
             encode = open_path(path)
             encode(texts[:BATCH_SIZE], BATCH_SIZE)  # warm up: first-call compilation is not speed
@@ -271,8 +280,18 @@ def describe(choice: Choice) -> list[str]:
         f"{'path':<16} {'texts/s':>8} {'x torch fp32':>13} {'% of peak':>10}  chosen",
     ]
     for path in sorted(choice.paths, key=lambda path: -path.texts_per_second):
-        mark = "<- chosen" if path.name == choice.chosen else ("lossy: opt in with JOBPING_QUANTIZATION" if path.lossy else "")
+        mark = "<- chosen" if path.name == choice.chosen else ("lossy: an opt-in, never chosen" if path.lossy else "")
         lines.append(
             f"{path.name:<16} {path.texts_per_second:>8.1f} {path.x_torch_fp32:>13.2f} {path.peak_percent:>9.0f}%  {mark}"
+        )
+    lines.append("what the lossy paths (int8, fewer tokens) cost in recall: docs/performance.md#backends")
+    lossy = [path for path in choice.paths if path.lossy]
+    if not lossy:
+        lines.append("int8 paths: not measured here; `jobping-pipeline backends --measure` measures them too")
+    else:
+        fastest = max(lossy, key=lambda path: path.texts_per_second)
+        lines.append(
+            f"fastest int8 here: {fastest.name}: JOBPING_QUANTIZATION=int8 JOBPING_BACKEND={fastest.backend}, "
+            "set alike on every machine of the installation (its own model id: every job is embedded again)"
         )
     return lines

@@ -16,13 +16,13 @@ from jobping_pipeline.models.converted import load_converted, why_not_converted
 from jobping_pipeline.models.cpu import gpu_may_be_present, this_cpu
 from jobping_pipeline.models.openai_api import ApiSpec, OpenAIEncoder
 from jobping_pipeline.models.protocol import Encoder
+from jobping_pipeline.models.samples import sample_texts
 from jobping_pipeline.models.spec import EncoderSpec, ModelSpec, configured_max_seq_length, model_folder
 from jobping_pipeline.models.torch_backend import load_torch
 from jobping_pipeline.settings import ConfigError
 
 _loaded: dict[EncoderSpec, Encoder] = {}
 _load_lock = threading.Lock()
-SAMPLE_SEED = 11
 
 
 def load_encoder(spec: EncoderSpec) -> Encoder:
@@ -62,7 +62,9 @@ def resolve_backend(spec: ModelSpec) -> tuple[str, str | None]:
     if spec.backend != "auto":
         return spec.backend, None
     if spec.quantization != "none":
-        return "onnx", None  # the one int8 path today (OpenVINO int8 is not built yet)
+        # Not measured: the two int8 recipes compute different vectors (model ids), and the id
+        # must not depend on which machine measured (docs/performance.md, "int8").
+        return spec.quantized_backend, None
     if not on_cpu_only(spec) or why_not_converted(spec) is not None:
         return "torch", None
     if not [path for path in candidate_paths(this_cpu(), spec.precision) if not path.lossy]:
@@ -75,8 +77,11 @@ def resolve_backend(spec: ModelSpec) -> tuple[str, str | None]:
     return choice.backend, choice.precision
 
 
-def measured_choice(spec: ModelSpec, *, remeasure: bool = False, log: Callable[[str], None] | None = None) -> Choice:
-    """The backend measurement for ``spec``'s model on this machine: cached, or made now."""
+def measured_choice(
+    spec: ModelSpec, *, remeasure: bool = False, lossy: bool = False, log: Callable[[str], None] | None = None
+) -> Choice:
+    """The backend measurement for ``spec``'s model on this machine: cached, or made now (with
+    ``remeasure`` and ``lossy``, the int8 paths too)."""
     folder = model_folder(spec.name)
     texts = sample_texts()
     max_seq_length = spec.max_seq_length or configured_max_seq_length(folder)
@@ -88,6 +93,7 @@ def measured_choice(spec: ModelSpec, *, remeasure: bool = False, log: Callable[[
         lambda: gflop_per_text(folder, texts, max_seq_length),
         precision=spec.precision,
         remeasure=remeasure,
+        lossy=lossy,
         log=log or (lambda line: print(line, file=sys.stderr)),
     )
 
@@ -97,7 +103,7 @@ def _open(spec: ModelSpec, candidate: Candidate) -> Callable[[Sequence[str], int
         return load_torch(dataclasses.replace(spec, backend="torch", device="cpu", precision=candidate.precision)).encode
     if candidate.lossy:
         quantized = dataclasses.replace(spec, backend=candidate.backend, quantization=candidate.precision)
-        return load_converted(quantized, candidate.backend, "fp32").encode
+        return load_converted(quantized, candidate.backend).encode
     return load_converted(dataclasses.replace(spec, backend=candidate.backend), candidate.backend, candidate.precision).encode
 
 
@@ -112,17 +118,6 @@ def architecture(folder: Path) -> str:
     except (OSError, ValueError):
         return str(folder)
     return ",".join(f"{name}={config.get(name)}" for name in ARCHITECTURE_FIELDS)
-
-
-def sample_texts(count: int = 32) -> list[str]:
-    """A fixed sample of demo postings of real length (the same on every machine)."""
-    from jobping_pipeline.demo.postings import generate_jobs
-    from jobping_pipeline.texts import build_text
-
-    return [
-        build_text((job.title, job.company, job.location, job.categories, job.description))
-        for job in generate_jobs(count, seed=SAMPLE_SEED)
-    ]
 
 
 def gflop_per_text(folder: Path, texts: Sequence[str], max_seq_length: int) -> float:

@@ -14,6 +14,13 @@ from jobping_pipeline.settings import BUNDLED_MODEL, OPENAI_PROVIDER, ConfigErro
 from jobping_pipeline.texts import DEFAULT_TEXT_TEMPLATE, text_template_suffix
 
 
+# A quantized model's vectors are its recipe's, so the model id names the recipe; a recipe that
+# computes other vectors takes a new name. onnx2: ONNX Runtime's dynamic int8 with 7-bit weights
+# on every CPU (the first recipe, 8 bits where the CPU has VNNI, made vectors 0.993 apart between
+# machines); openvino: NNCF's static int8 calibrated on samples.calibration_texts.
+QUANTIZED_RECIPES = {"onnx": "int8-onnx2", "openvino": "int8-openvino"}
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """What to load and how; equal specs share one loaded model within a process."""
@@ -32,7 +39,7 @@ class ModelSpec:
         """Recorded per job: two vectors are comparable when their model ids are equal. Paths
         whose vectors stay within cosine 0.9999 of the model's own fp32 ones (bf16 autocast,
         ONNX Runtime and OpenVINO in fp32 or bf16) share the model's id; a quantized model
-        computes other vectors, so its id names the quantization and the runtime. A model in a
+        computes other vectors, so its id names the quantization recipe. A model in a
         local folder is named by its path and a fingerprint of its files' contents."""
         model_id = self.name
         if self.name != BUNDLED_MODEL and Path(self.name).expanduser().is_dir():
@@ -41,7 +48,7 @@ class ModelSpec:
         if self.max_seq_length is not None:
             model_id += f"@{self.max_seq_length}"
         if self.quantization != "none":
-            model_id += f"+{self.quantization}-{self.quantized_backend}"
+            model_id += f"+{QUANTIZED_RECIPES[self.quantized_backend]}"
         return model_id + text_template_suffix(self.text_template)
 
     @property
