@@ -300,6 +300,7 @@ DOCUMENTED_ELSEWHERE_IN_THE_CODE = [
     "vector is not the model's vector of its text",
     "no vector although the state records one",
     "vector written outside the pipeline (seen by the capture trigger)",
+    "the conversion computes other vectors than the model",
 ]
 
 

@@ -12,6 +12,7 @@ backend a leaf that knows none of the others.
 ``openai_api``      an OpenAI-compatible embeddings API (``openai_protocol``: its wire format)
 ``fingerprint``     a content fingerprint of a model folder (model ids, conversion keys)
 ``samples``         fixed texts: the measuring sample and OpenVINO int8's calibration sample
+``telemetry``       OpenVINO's converter and NNCF report no usage from this process
 ==================  ================================================================
 """
 

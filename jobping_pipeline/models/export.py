@@ -11,8 +11,11 @@ int8 weights and activations, the activations' ranges learned from a fixed sampl
 the model folder's contents, backend, quantization, runtime version and the CPU's instruction
 sets, so a conversion is never reused where it would compute something else. Conversions are
 written to a temporary folder and renamed into place: concurrent runs never see half a model.
-OpenVINO's converter and NNCF send usage statistics unless told not to: this process tells
-them not to (``silence_telemetry``).
+Before it is put in place, a conversion must compute the model's own vectors of a sample of
+postings (cosine >= 0.9999 to torch fp32; >= 0.97 for int8): a converter's or quantizer's fault
+would otherwise be recorded under the model's id, where the audit, recomputing with the same
+conversion, could not see it. OpenVINO's converter and NNCF report usage unless told not to:
+this process tells them not to (``telemetry.py``).
 """
 
 from __future__ import annotations
@@ -31,11 +34,14 @@ from importlib import metadata
 from pathlib import Path
 
 from jobping_pipeline.models.fingerprint import folder_fingerprint
-from jobping_pipeline.models.runtime import INPUT_NAMES, ONNX_FILE, OPENVINO_FILE
+from jobping_pipeline.models.runtime import INPUT_NAMES, ONNX_FILE, OPENVINO_FILE, ConvertedModel, mean_pooled_unit
+from jobping_pipeline.models.telemetry import silence_telemetry
 from jobping_pipeline.models import samples
 
 # Bump when the conversion itself changes: every cached conversion is then made again.
 CONVERSION_VERSION = "3"
+VERIFY_TEXTS = 16
+MIN_COSINE = {"none": 0.9999, "int8": 0.97}
 CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
 
 
@@ -78,7 +84,8 @@ def converted_model(model_folder: Path, cache_root: Path, max_seq_length: int, b
     with tempfile.TemporaryDirectory(dir=cache_root, prefix=".converting-") as scratch:
         work = Path(scratch) / "model"
         work.mkdir()
-        onnx_path = _export_onnx(model_folder, work / ONNX_FILE, max_seq_length)
+        texts = samples.sample_texts(VERIFY_TEXTS)
+        onnx_path, reference = _export_onnx(model_folder, work / ONNX_FILE, max_seq_length, texts)
         if backend == "onnx" and quantization == "int8":
             _quantize_dynamic(onnx_path)
         elif backend == "onnx":
@@ -86,6 +93,7 @@ def converted_model(model_folder: Path, cache_root: Path, max_seq_length: int, b
         else:
             _save_openvino(onnx_path, work / OPENVINO_FILE, quantization, max_seq_length)
             onnx_path.unlink()
+        check_conversion(work, backend, quantization, texts, reference)
         try:
             os.rename(work, target)
         except OSError:
@@ -95,7 +103,20 @@ def converted_model(model_folder: Path, cache_root: Path, max_seq_length: int, b
     return target
 
 
-def _export_onnx(model_folder: Path, path: Path, max_seq_length: int) -> Path:
+def check_conversion(folder: Path, backend: str, quantization: str, texts: list[str], reference) -> None:
+    """Raises unless the converted model in ``folder`` computes ``reference`` (the model's own
+    vectors of ``texts``) within :data:`MIN_COSINE`."""
+    vectors = ConvertedModel(folder, backend, precision="fp32").encode(texts, len(texts))
+    cosine = float((vectors * reference).sum(axis=1).min())
+    if not cosine >= MIN_COSINE[quantization]:  # NaN fails too
+        raise ValueError(
+            f"the conversion computes other vectors than the model (cosine {cosine:.4f} < "
+            f"{MIN_COSINE[quantization]} on a sample of {len(texts)} postings); it was not kept"
+        )
+
+
+def _export_onnx(model_folder: Path, path: Path, max_seq_length: int, texts: list[str]):
+    """The model as ONNX at ``path``, and its own vectors of ``texts`` (torch, fp32)."""
     import torch
     from transformers import AutoModel
     from transformers.utils import logging as transformers_logging
@@ -116,8 +137,9 @@ def _export_onnx(model_folder: Path, path: Path, max_seq_length: int) -> Path:
     mask = torch.ones_like(ids)
     mask[1, 10:] = 0
     axes = {0: "batch", 1: "sequence"}
-    # The tracer warns about shapes and indexing it records as constants; the export is checked
-    # against sentence-transformers' own vectors (test_backends.py).
+    # The tracer warns about shapes and indexing it records as constants; every conversion is
+    # checked against the model's own vectors (check_conversion; test_backends.py against
+    # sentence-transformers').
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
@@ -132,6 +154,7 @@ def _export_onnx(model_folder: Path, path: Path, max_seq_length: int) -> Path:
         )
     tokenizer = json.loads((source / "tokenizer.json").read_text(encoding="utf-8"))
     pad = (tokenizer.get("padding") or {})
+    reference = _reference_vectors(model, source, max_seq_length, texts, pad)
     shutil.copy(source / "tokenizer.json", path.parent / "tokenizer.json")
     (path.parent / "encoder.json").write_text(
         json.dumps(
@@ -144,7 +167,26 @@ def _export_onnx(model_folder: Path, path: Path, max_seq_length: int) -> Path:
             }
         )
     )
-    return path
+    return path, reference
+
+
+def _reference_vectors(model, source: Path, max_seq_length: int, texts: list[str], pad: dict):
+    """What sentence-transformers computes for a mean-pooling model, by the torch model itself."""
+    import torch
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(source / "tokenizer.json"))
+    tokenizer.enable_truncation(max_length=max_seq_length)
+    tokenizer.enable_padding(pad_id=int(pad.get("pad_id", 0)), pad_token=pad.get("pad_token", "[PAD]"))
+    encodings = tokenizer.encode_batch(texts)
+    mask = torch.tensor([encoding.attention_mask for encoding in encodings])
+    with torch.no_grad():
+        hidden = model(
+            input_ids=torch.tensor([encoding.ids for encoding in encodings]),
+            attention_mask=mask,
+            token_type_ids=torch.tensor([encoding.type_ids for encoding in encodings]),
+        ).last_hidden_state
+    return mean_pooled_unit(hidden.numpy(), mask.numpy())
 
 
 def _modules(model_folder: Path) -> list[dict]:
@@ -247,28 +289,3 @@ def _quantize_static(model, folder: Path, max_seq_length: int):
             preset=nncf.QuantizationPreset.MIXED,
             subset_size=len(texts),
         )
-
-
-class _Nothing:
-    """Accepts every call and does nothing."""
-
-    def __getattr__(self, name: str):
-        return lambda *args, **kwargs: None
-
-
-def silence_telemetry() -> None:
-    """OpenVINO's converter and NNCF send usage events to Google Analytics (and write a client
-    id under ~/intel) unless a consent file says no; this process sends nothing and writes
-    nothing there, whatever that file says."""
-    try:
-        from openvino_telemetry import Telemetry
-    except ImportError:
-        return
-
-    def init(self, app_name=None, app_version=None, tid=None, *args, **kwargs) -> None:
-        self.consent, self.tid, self.backend, self.sender = False, tid, _Nothing(), _Nothing()
-
-    Telemetry.init = init
-    existing = getattr(Telemetry, "_SingletonMetaClass__single_instance", None)
-    if existing is not None:
-        init(existing)
