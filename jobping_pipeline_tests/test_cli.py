@@ -122,3 +122,18 @@ def test_the_dg_cli_lists_checks_and_launches_a_partition(database_url, data_dir
     assert "RUN_SUCCESS" in launched.stdout + launched.stderr
     chunks = {key: (jobs, to_do) for key, jobs, to_do, _ in JobStore(make_settings(database_url, JOBPING_CHUNK_SIZE="10")).chunk_progress(MODEL_ID)}
     assert chunks == {"000001": (10, 10), "000002": (5, 0)}
+
+
+def test_backends_prints_the_measured_table_and_says_when_a_setting_overrides_it(encoder):
+    from jobping_pipeline.models import ModelSpec, measured_choice
+
+    choice = measured_choice(ModelSpec())  # measured at the session's first model load, cached
+    result = run_cli("jobping-pipeline", "backends")
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("CPU: ") and "fp32 FMA peak" in lines[0]
+    assert [line.split()[:2] for line in lines if line.endswith("<- chosen")] == [choice.chosen.split()]
+    assert "docs/performance.md#backends" in result.stdout
+    overridden = run_cli("jobping-pipeline", "backends", env={"JOBPING_BACKEND": "onnx"})
+    assert overridden.returncode == 0, overridden.stderr[-2000:]
+    assert "JOBPING_BACKEND=onnx is set: the runs use it, whatever was measured" in overridden.stdout
