@@ -289,7 +289,12 @@ def _backends(args: argparse.Namespace) -> int:
     choice = measured_choice(spec, remeasure=args.measure, lossy=args.measure)
     for line in describe(choice):
         print(line)
-    if spec.backend != "auto":
+    if spec.quantization != "none":
+        print(
+            f"JOBPING_QUANTIZATION={spec.quantization} is set: the runs use {spec.quantized_backend} "
+            f"{spec.quantization} ({spec.model_id}), whatever was measured"
+        )
+    elif spec.backend != "auto":
         print(f"JOBPING_BACKEND={spec.backend} is set: the runs use it, whatever was measured")
     return 0
 

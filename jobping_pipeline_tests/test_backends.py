@@ -15,6 +15,7 @@ import pytest
 from jobping_pipeline.models import export as model_export
 from jobping_pipeline.demo import generate_jobs
 from jobping_pipeline.models import ModelSpec, bundled_model_path, load_encoder, loading, samples
+from jobping_pipeline.models.choice import Candidate
 from jobping_pipeline.models.cpu import cpu_has_bf16
 from jobping_pipeline.models.runtime import OPENVINO_COMPILED, ConvertedModel
 from jobping_pipeline.settings import ConfigError, load_settings
@@ -49,15 +50,31 @@ def test_converted_models_compute_the_models_vectors(torch_fp32_vectors, backend
 
 
 def test_openvino_int8_is_calibrated_on_the_fixed_sample_under_its_own_model_id(torch_fp32_vectors, tmp_path, monkeypatch):
-    # 8 calibration texts, not 128: the mechanics in seconds (the benchmark measures the real one).
-    monkeypatch.setattr(samples, "CALIBRATION_TEXTS", 8)
-    calibrated = []
-    monkeypatch.setattr(samples, "posting_texts", lambda count, seed: calibrated.append((count, seed)) or TEXTS[:count])
+    import nncf
+    from tokenizers import Tokenizer
+
+    # 24 calibration texts, not 128: the mechanics in seconds (the benchmark measures the real one).
+    monkeypatch.setattr(samples, "CALIBRATION_TEXTS", 24)
+    by_seed = {samples.CALIBRATION_SEED: TEXTS[::-1], samples.MEASURING_SEED: TEXTS[:12]}
+    monkeypatch.setattr(samples, "posting_texts", lambda count, seed: by_seed[seed][:count])
+    calibration_inputs = []
+    quantize = nncf.quantize
+
+    def recording_quantize(model, calibration_dataset, **options):
+        calibration_inputs.extend(calibration_dataset.get_data())
+        return quantize(model, calibration_dataset, **options)
+
+    monkeypatch.setattr(nncf, "quantize", recording_quantize)
     spec = ModelSpec(backend="openvino", quantization="int8", model_cache=str(tmp_path))
     encoder = load_encoder(spec)
-    assert (8, samples.CALIBRATION_SEED) in calibrated, "calibrated on the fixed sample"
-    assert (model_export.VERIFY_TEXTS, samples.MEASURING_SEED) in calibrated, "checked before it was kept"
+    tokenizer = Tokenizer.from_file(str(encoder.model.folder / "tokenizer.json"))
+    tokenizer.no_padding()
+    tokenizer.enable_truncation(max_length=256)
+    expected = [encoding.ids for encoding in tokenizer.encode_batch(by_seed[samples.CALIBRATION_SEED])]
+    assert [item["input_ids"][0].tolist() for item in calibration_inputs] == expected, "the fixed sample, unpadded"
+    assert all(item["attention_mask"].all() for item in calibration_inputs)
     assert encoder.model_id == "sentence-transformers/all-MiniLM-L6-v2+int8-openvino" and encoder.precision == "int8"
+    assert encoder.model.streams._config["INFERENCE_PRECISION_HINT"] == "f32", "one computation on every CPU"
     assert loading.resolve_backend(spec) == ("openvino", None)
     vectors = encoder.encode(TEXTS, batch_size=8)
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
@@ -65,19 +82,30 @@ def test_openvino_int8_is_calibrated_on_the_fixed_sample_under_its_own_model_id(
     assert 0.98 < cosines.min() and cosines.mean() < 0.9999, "quantized: close to the model's vectors, not them"
     assert 'type="FakeQuantize"' in (encoder.model.folder / "model.xml").read_text(), "NNCF's int8 quantizers are in the model"
     key = model_export.conversion_key(bundled_model_path(), 256, "openvino", "int8")
-    monkeypatch.setattr(samples, "posting_texts", lambda count, seed: TEXTS[1 : count + 1])
+    by_seed[samples.CALIBRATION_SEED] = TEXTS
     assert model_export.conversion_key(bundled_model_path(), 256, "openvino", "int8") != key, "another sample, another conversion"
 
 
-def test_a_conversion_that_computes_other_vectors_is_refused_and_not_kept(tmp_path, monkeypatch):
+@pytest.mark.parametrize(("backend", "quantization"), [("onnx", "none"), ("onnx", "int8")])
+def test_a_conversion_that_computes_other_vectors_is_refused_and_not_kept(tmp_path, monkeypatch, backend, quantization):
     reference = model_export._reference_vectors
+    checked = []
     # Each sample text paired with another text's vector: what a broken converter would compute.
-    monkeypatch.setattr(model_export, "_reference_vectors", lambda *args: np.roll(reference(*args), 1, axis=0))
+    monkeypatch.setattr(model_export, "_reference_vectors", lambda *args: checked.append(args[2]) or np.roll(reference(*args), 1, axis=0))
     with pytest.raises(ValueError, match="the conversion computes other vectors than the model"):
-        model_export.converted_model(bundled_model_path(), tmp_path, 256, "onnx", "none")
+        model_export.converted_model(bundled_model_path(), tmp_path, 256, backend, quantization)
     assert list(tmp_path.iterdir()) == [], "nothing kept in the cache"
-    with pytest.raises(ConfigError, match="could not be converted for JOBPING_BACKEND=openvino .*computes other vectors"):
-        load_encoder(ModelSpec(backend="openvino", model_cache=str(tmp_path)))
+    assert checked == [samples.verification_texts()] and "x" in checked[0], "postings and short texts"
+    if quantization == "none":
+        with pytest.raises(ConfigError, match="could not be converted for JOBPING_BACKEND=openvino .*computes other vectors"):
+            load_encoder(ModelSpec(backend="openvino", model_cache=str(tmp_path)))
+
+
+def test_the_measurement_times_exact_paths_unquantized_whatever_is_configured():
+    spec = ModelSpec(backend="openvino", quantization="int8")
+    for candidate in (Candidate("onnx", "fp32"), Candidate("openvino", "fp32")):
+        assert loading._open(spec, candidate).__self__.model_id == "sentence-transformers/all-MiniLM-L6-v2"
+    assert loading._open(ModelSpec(), Candidate("onnx", "int8", lossy=True)).__self__.model_id.endswith("+int8-onnx2")
 
 
 START_WITHOUT_TORCH = """
@@ -234,6 +262,8 @@ def test_int8_with_auto_is_onnx_int8_and_each_int8_recipe_has_its_own_model_id()
         ({"JOBPING_QUANTIZATION": "int4"}, "JOBPING_QUANTIZATION='int4' must be one of none, int8"),
         ({"JOBPING_QUANTIZATION": "int8", "JOBPING_BACKEND": "torch"}, "JOBPING_QUANTIZATION=int8 needs JOBPING_BACKEND=auto or onnx"),
         ({"JOBPING_BACKEND": "onnx", "JOBPING_DEVICE": "cuda"}, "JOBPING_BACKEND=onnx runs on the CPU"),
+        ({"JOBPING_QUANTIZATION": "int8", "JOBPING_DEVICE": "cuda"}, "JOBPING_QUANTIZATION=int8 runs on the CPU"),
+        ({"JOBPING_QUANTIZATION": "int8", "JOBPING_PRECISION": "bf16"}, "JOBPING_PRECISION=bf16 does not apply to JOBPING_QUANTIZATION=int8"),
     ],
 )
 def test_bad_backend_settings_are_refused_by_name(env, message):

@@ -137,3 +137,6 @@ def test_backends_prints_the_measured_table_and_says_when_a_setting_overrides_it
     overridden = run_cli("jobping-pipeline", "backends", env={"JOBPING_BACKEND": "onnx"})
     assert overridden.returncode == 0, overridden.stderr[-2000:]
     assert "JOBPING_BACKEND=onnx is set: the runs use it, whatever was measured" in overridden.stdout
+    quantized = run_cli("jobping-pipeline", "backends", env={"JOBPING_QUANTIZATION": "int8"})
+    assert quantized.returncode == 0, quantized.stderr[-2000:]
+    assert "the runs use onnx int8 (sentence-transformers/all-MiniLM-L6-v2+int8-onnx2)" in quantized.stdout

@@ -100,11 +100,12 @@ def measured_choice(
 
 def _open(spec: ModelSpec, candidate: Candidate) -> Callable[[Sequence[str], int], object]:
     if candidate.backend == "torch":
-        return load_torch(dataclasses.replace(spec, backend="torch", device="cpu", precision=candidate.precision)).encode
+        return load_torch(dataclasses.replace(spec, backend="torch", device="cpu", precision=candidate.precision, quantization="none")).encode
     if candidate.lossy:
         quantized = dataclasses.replace(spec, backend=candidate.backend, quantization=candidate.precision)
         return load_converted(quantized, candidate.backend).encode
-    return load_converted(dataclasses.replace(spec, backend=candidate.backend), candidate.backend, candidate.precision).encode
+    exact = dataclasses.replace(spec, backend=candidate.backend, quantization="none")
+    return load_converted(exact, candidate.backend, candidate.precision).encode
 
 
 ARCHITECTURE_FIELDS = ("model_type", "hidden_size", "num_hidden_layers", "intermediate_size", "num_attention_heads")

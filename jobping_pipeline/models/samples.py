@@ -1,5 +1,6 @@
-"""Fixed samples of job-posting texts of real length, the same on every machine: one to time the
-backends (``choice.py``), one to calibrate OpenVINO's int8 model (``export.py``)."""
+"""Fixed samples of job-posting texts, the same on every machine: one to time the backends
+(``choice.py``), one to calibrate OpenVINO's int8 model and one to verify every conversion
+(``export.py``)."""
 
 from __future__ import annotations
 
@@ -32,6 +33,15 @@ def sample_texts(count: int = 32) -> list[str]:
 def calibration_texts() -> list[str]:
     """The texts OpenVINO's int8 model learns its activation ranges from."""
     return posting_texts(CALIBRATION_TEXTS, CALIBRATION_SEED)
+
+
+# Texts of a few tokens, where a conversion broken only for short inputs would show.
+SHORT_TEXTS = ("x", "Nurse", "Data analyst in Berlin", "Koch (m/w/d), Vollzeit, München")
+
+
+def verification_texts() -> list[str]:
+    """What a conversion must encode as the model does before it is kept (``export.py``)."""
+    return posting_texts(12, MEASURING_SEED) + list(SHORT_TEXTS)
 
 
 def digest(texts: list[str]) -> str:
