@@ -34,6 +34,7 @@ import warnings
 from importlib import metadata
 from pathlib import Path
 
+from jobping_pipeline.models.cpu import this_cpu
 from jobping_pipeline.models.fingerprint import folder_fingerprint
 from jobping_pipeline.models.runtime import INPUT_NAMES, ONNX_FILE, OPENVINO_FILE, ConvertedModel
 from jobping_pipeline.models.telemetry import silence_telemetry
@@ -50,12 +51,7 @@ CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_b
 
 def cpu_flags() -> tuple[str, ...]:
     """The instruction sets OpenVINO compiles for: its conversions are kept apart by them."""
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as cpuinfo:
-            flags = set(next((line for line in cpuinfo if line.startswith("flags")), "").split())
-    except OSError:
-        return ()
-    return tuple(flag for flag in CPU_FLAGS if flag in flags)
+    return tuple(flag for flag in CPU_FLAGS if flag in this_cpu().flags)
 
 
 def conversion_key(model_folder: Path, max_seq_length: int, backend: str, quantization: str) -> str:
