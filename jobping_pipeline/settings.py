@@ -247,14 +247,15 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             "JOBPING_QUANTIZATION=int8 needs JOBPING_BACKEND=auto or onnx (ONNX Runtime's dynamic int8) or "
             "openvino (NNCF's static int8); `jobping-pipeline backends --measure` shows what each measures here"
         )
-    if quantization == "int8" and (device.startswith("cuda") or device == "mps"):
+    on_gpu = device.startswith("cuda") or device == "mps"
+    if quantization == "int8" and on_gpu:
         raise ConfigError(f"JOBPING_QUANTIZATION=int8 runs on the CPU; JOBPING_DEVICE={device} needs JOBPING_QUANTIZATION=none")
     if quantization == "int8" and precision not in ("auto", "fp32"):
         raise ConfigError(
             f"JOBPING_PRECISION={precision} does not apply to JOBPING_QUANTIZATION=int8 (its other layers run "
             "in fp32 on every machine, to keep one model id one computation): unset JOBPING_PRECISION"
         )
-    if backend in ("onnx", "openvino") and (device.startswith("cuda") or device == "mps"):
+    if backend in ("onnx", "openvino") and on_gpu:
         raise ConfigError(f"JOBPING_BACKEND={backend} runs on the CPU; JOBPING_DEVICE={device} needs JOBPING_BACKEND=torch")
     model_cache = get("JOBPING_MODEL_CACHE")
     text_template = _choice(get("JOBPING_TEXT_TEMPLATE") or DEFAULT_TEXT_TEMPLATE, "JOBPING_TEXT_TEMPLATE", TEXT_TEMPLATES)

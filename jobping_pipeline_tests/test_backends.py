@@ -13,15 +13,13 @@ import numpy as np
 import pytest
 
 from jobping_pipeline.models import export as model_export
-from jobping_pipeline.demo import generate_jobs
 from jobping_pipeline.models import ModelSpec, bundled_model_path, load_encoder, loading, samples
 from jobping_pipeline.models.choice import Candidate
 from jobping_pipeline.models.cpu import cpu_has_bf16
 from jobping_pipeline.models.runtime import OPENVINO_COMPILED, ConvertedModel
 from jobping_pipeline.settings import ConfigError, load_settings
-from jobping_pipeline.texts import build_text
 
-TEXTS = [build_text((job.title, job.company, job.location, job.categories, job.description)) for job in generate_jobs(24, seed=4)]
+TEXTS = samples.posting_texts(24, seed=4)
 
 
 @pytest.fixture(scope="module")

@@ -112,7 +112,7 @@ def check_conversion(folder: Path, backend: str, quantization: str, texts: list[
     if not cosine >= MIN_COSINE[quantization]:  # NaN fails too
         raise ValueError(
             f"the conversion computes other vectors than the model (cosine {cosine:.4f} < "
-            f"{MIN_COSINE[quantization]} on a sample of {len(texts)} postings); it was not kept"
+            f"{MIN_COSINE[quantization]} on a sample of {len(texts)} texts); it was not kept"
         )
 
 

@@ -107,7 +107,7 @@ def _balanced_batches(order: np.ndarray, batch_size: int, streams: int) -> list[
     return np.array_split(order, count)
 
 
-def mean_pooled_unit(hidden: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+def _mean_pooled_unit(hidden: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
     mask = attention_mask.astype(np.float32)
     pooled = np.einsum("bl,bld->bd", mask, np.asarray(hidden, dtype=np.float32))
     pooled /= np.clip(mask.sum(axis=1, keepdims=True), 1e-9, None)
@@ -147,7 +147,7 @@ class _OnnxRuntimeStreams:
         self.count = 1
 
     def run(self, feeds: dict[str, np.ndarray], mask: np.ndarray) -> np.ndarray:
-        return mean_pooled_unit(self.session.run(None, feeds)[0], mask)
+        return _mean_pooled_unit(self.session.run(None, feeds)[0], mask)
 
     def recover(self) -> None:
         pass  # a session keeps no state from one run to the next
@@ -202,6 +202,6 @@ class _OpenVinoStreams:
         request = self._idle.get_nowait()  # a request per stream, a stream per calling thread
         try:
             request.infer(feeds, share_outputs=True)
-            return mean_pooled_unit(request.get_output_tensor(0).data, mask)
+            return _mean_pooled_unit(request.get_output_tensor(0).data, mask)
         finally:
             self._idle.put(request)
